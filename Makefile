@@ -1,0 +1,54 @@
+# One task runner for people and CI. `make demo` and `make test` work on a fresh machine with
+# only Python 3.11 and make: the virtual environment is built from the committed lock.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST := $(BIN)/python -m pytest
+export GX_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: install demo test test-unit test-spec test-integration test-acceptance lint bench lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON) (set PYTHON=...)"; exit 1; }
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e . || \
+	  $(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv from requirements.lock and install safehaven
+
+demo: install  ## synthetic population -> validation gate, under ./data (or SAFEHAVEN_DATA_ROOT)
+	$(BIN)/safehaven demo
+
+test: lint test-unit test-spec test-integration test-acceptance  ## everything CI runs
+
+test-unit: install  ## fast, no files beyond tmp
+	$(PYTEST) tests/unit -q
+
+test-spec: install  ## small tables in, decision out
+	$(PYTEST) tests/spec -q
+
+test-integration: install  ## real files, GX project, CLI
+	$(PYTEST) tests/integration -q
+
+test-acceptance: install  ## end-to-end on a small synthetic population
+	$(PYTEST) tests/acceptance -q
+
+lint: install  ## ruff
+	$(BIN)/ruff check pipeline tests benchmarks
+
+bench: install  ## benchmarks -> benchmarks/results/
+	$(BIN)/python -m benchmarks.run
+
+lock:  ## re-resolve requirements.lock from pyproject.toml (needs network)
+	$(PYTHON) -m venv /tmp/safehaven-uv && /tmp/safehaven-uv/bin/pip install --quiet uv
+	/tmp/safehaven-uv/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,272 @@
+"""The ``safehaven`` command line.
+
+Every command takes ``--data-root`` (else ``SAFEHAVEN_DATA_ROOT``, else ``./data``). Settings
+are read once here and passed down. User errors print a clear message without a traceback
+and exit with the error's code; anything unexpected prints a redacted traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline.audit import AuditLog
+from pipeline.errors import SafehavenError, UserError, exit_code_for
+from pipeline.logs import install_redaction, redact
+from pipeline.settings import Settings, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Safe-haven pipeline for risk stratification.")
+contracts_app = typer.Typer(no_args_is_help=True, help="Data contracts.")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
+app.add_typer(contracts_app, name="contracts")
+app.add_typer(audit_app, name="audit")
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+DataRoot = Annotated[
+    Path | None, typer.Option("--data-root", help="Root of the data zones (env SAFEHAVEN_DATA_ROOT; default ./data).")
+]
+ContractsDir = Annotated[
+    Path | None, typer.Option("--contracts-dir", help="Folder of contracts (env SAFEHAVEN_CONTRACTS_DIR).")
+]
+AsOf = Annotated[
+    dt.datetime | None,
+    typer.Option("--as-of", formats=["%Y-%m-%d"], help="Check contracts as of this date (default today)."),
+]
+
+
+def _settings(data_root=None, contracts_dir=None, as_of=None, **extra) -> Settings:
+    settings = load_settings(
+        data_root=data_root, contracts_dir=contracts_dir, as_of=as_of.date() if as_of else None, **extra
+    )
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    )
+
+
+# contracts ------------------------------------------------------------------------------
+@contracts_app.command("check")
+def contracts_check(data_root: DataRoot = None, contracts_dir: ContractsDir = None, as_of: AsOf = None) -> None:
+    """Check every contract (ODCS v3.2.0 + the nhs-ig extension); list every problem."""
+    from pipeline.contracts import check_contracts
+
+    settings = _settings(data_root, contracts_dir, as_of)
+    results = check_contracts(settings.contracts_dir, settings.today())
+    audit = AuditLog(settings.audit_log)
+    table = Table(title=f"Contracts in {settings.contracts_dir} (as of {settings.today()})")
+    for col in ("contract", "version", "tables", "legal basis", "expires", "status"):
+        table.add_column(col)
+    bad = 0
+    for r in results:
+        c = r.contract
+        law = c.ig.legalBasis.commonLaw if c else None
+        status = "[green]ok[/]" if r.ok else ("[red]EXPIRED[/]" if r.expired else f"[red]{len(r.problems)} problem(s)[/]")
+        table.add_row(
+            r.path.name, c.version if c else "-", ", ".join(c.tables) if c else "-",
+            f"{law.basis} {law.reference or ''}" if law else "-",
+            law.expires.isoformat() if law and law.expires else "-", status,
+        )
+        bad += not r.ok
+        audit.append("contract.checked", {"file": r.path.name, "ok": r.ok, "expired": r.expired,
+                                          "problems": [f"{p.field}: {p.message}" for p in r.problems][:50]})
+    console.print(table)
+    for r in results:
+        for p in r.problems:
+            err_console.print(f"[red]✗[/] {p}")
+    if bad:
+        raise UserError(f"{bad} of {len(results)} contract(s) have problems; fix them before any flow runs")
+    console.print(f"[green]All {len(results)} contracts pass.[/]")
+
+
+# synth ----------------------------------------------------------------------------------
+@app.command()
+def synth(
+    population: Annotated[int, typer.Option("--population", "-n", help="People to generate.")] = 175_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 20140601,
+    data_root: DataRoot = None,
+    contracts_dir: ContractsDir = None,
+) -> None:
+    """Generate a synthetic linked population and write every feed's deliveries to landing/."""
+    _synth(_settings(data_root, contracts_dir), population, seed)
+
+
+def _synth(settings: Settings, population: int, seed: int):
+    from pipeline.synth import generate
+
+    with _progress() as progress:
+        task = progress.add_task("synthetic population", total=None)
+        result = generate(
+            settings, population, seed,
+            on_step=lambda s: progress.update(task, description=f"synth: {s}"),
+            on_file=lambda _name, _rows: progress.advance(task),
+        )
+        progress.update(task, description="synth: done", total=result.files, completed=result.files)
+    console.print(
+        f"Wrote {result.files} deliveries ({result.rows:,} rows) for {result.population:,} people "
+        f"to {result.landing} in {result.seconds:.1f}s; ground truth in {result.truth} (never read by flows)."
+    )
+    return result
+
+
+# validate -------------------------------------------------------------------------------
+@app.command()
+def validate(
+    file: Annotated[Path | None, typer.Argument(help="One delivery file; omit to validate all of landing/.")] = None,
+    feed: Annotated[str | None, typer.Option("--feed", help="The feed the file belongs to.")] = None,
+    data_root: DataRoot = None,
+    contracts_dir: ContractsDir = None,
+    as_of: AsOf = None,
+    batch_mb: Annotated[int | None, typer.Option("--batch-mb", help="MB of CSV per validation batch.")] = None,
+) -> None:
+    """Validate deliveries against their contracts; quarantine any that fail (exit non-zero)."""
+    extra = {"validation_batch_bytes": batch_mb * 1024 * 1024} if batch_mb else {}
+    settings = _settings(data_root, contracts_dir, as_of, **extra)
+    if file is not None:
+        if not feed:
+            raise UserError("give the feed of the file: safehaven validate FILE --feed FEED")
+        results = _validate_files(settings, [(Path(file), feed)])
+    else:
+        from pipeline.ingest.deliveries import find_deliveries
+
+        results = _validate_files(settings, [(d.path, d.feed) for d in find_deliveries(settings.landing)])
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise UserError(f"{len(failed)} delivery(ies) quarantined; see the reasons above and the .reason.json files")
+
+
+def _validate_files(settings: Settings, items: list[tuple[Path, str]]):
+    from pipeline.ingest.gate import ValidationGate
+
+    gate = ValidationGate(settings)
+    results = []
+    with _progress() as progress:
+        task = progress.add_task("validating", total=len(items))
+        for path, feed in items:
+            progress.update(task, description=f"validating {path.name}")
+            result = gate.validate(path, feed)
+            results.append(result)
+            progress.advance(task)
+            if not result.passed:
+                progress.console.print(f"[red]✗ quarantined[/] {result.delivery_id} ({result.file})")
+                for reason in result.reasons:
+                    progress.console.print(f"    [red]{reason}[/]")
+                progress.console.print(f"    moved to {result.quarantined_to}")
+            for warning in result.warnings:
+                progress.console.print(f"[yellow]! {result.delivery_id}: {warning}[/]")
+        progress.update(task, description="building Data Docs")
+        docs = gate.build_data_docs()
+        progress.update(task, description="validation done")
+    _summary(results)
+    if docs:
+        console.print(f"Data Docs for IG leads: {docs}")
+    return results
+
+
+def _summary(results) -> None:
+    by_feed: dict[str, list] = {}
+    for r in results:
+        by_feed.setdefault(r.feed, []).append(r)
+    table = Table(title="Validation gate")
+    for col in ("feed", "deliveries", "passed", "quarantined", "rows", "warnings", "rows/s"):
+        table.add_column(col, justify="right" if col != "feed" else "left")
+    for feed, rs in sorted(by_feed.items()):
+        rows = sum(r.rows for r in rs)
+        secs = sum(r.seconds for r in rs) or 1e-9
+        q = sum(not r.passed for r in rs)
+        table.add_row(feed, str(len(rs)), str(len(rs) - q), f"[red]{q}[/]" if q else "0", f"{rows:,}",
+                      str(sum(len(r.warnings) for r in rs)), f"{rows / secs:,.0f}")
+    console.print(table)
+
+
+# audit ----------------------------------------------------------------------------------
+@audit_app.command("verify")
+def audit_verify(data_root: DataRoot = None) -> None:
+    """Walk the hash chain; report the first edited, removed or reordered entry."""
+    settings = _settings(data_root)
+    report = AuditLog(settings.audit_log).verify_or_raise()
+    console.print(f"[green]Audit log intact[/]: {report.entries} entries, head {report.head[:16]}…")
+
+
+# demo -----------------------------------------------------------------------------------
+@app.command()
+def demo(
+    population: Annotated[int, typer.Option("--population", "-n", help="People to generate.")] = 175_000,
+    seed: Annotated[int, typer.Option("--seed")] = 20140601,
+    data_root: DataRoot = None,
+) -> None:
+    """Run the whole job on built-in defaults: synthetic population, then the validation gate."""
+    from pipeline.contracts import check_contracts
+    from pipeline.ingest.deliveries import find_deliveries
+    from pipeline.synth import EXTRACT_DATE
+
+    # A synthetic run is a replay "as of" the extract date, and may accept the 9xx range.
+    settings = _settings(data_root, allow_synthetic_nhs_numbers=True,
+                         as_of=dt.datetime.combine(EXTRACT_DATE, dt.time()))
+    console.rule("[bold]safehaven demo")
+    console.print(f"Data root: {settings.data_root.resolve()}  (as of {settings.today()}, synthetic NHS numbers allowed)")
+    problems = [p for r in check_contracts(settings.contracts_dir, settings.today()) for p in r.problems]
+    if problems:
+        raise UserError("contracts have problems:\n  " + "\n  ".join(map(str, problems)))
+    console.print("[green]✓[/] contracts check")
+    _synth(settings, population, seed)
+    deliveries = find_deliveries(settings.landing)
+    results = _validate_files(settings, [(d.path, d.feed) for d in deliveries])
+    report = AuditLog(settings.audit_log).verify_or_raise()
+    console.print(f"[green]✓[/] audit log intact: {report.entries} entries")
+    quarantined = [r for r in results if not r.passed]
+    console.rule()
+    console.print(
+        f"Demo produced, under {settings.data_root}:\n"
+        f"  landing/            {len(deliveries)} synthetic deliveries (identifiable; only ingest reads here)\n"
+        f"  synthetic-truth/    ground truth and the planted model (never read by flows)\n"
+        f"  validation/         receipts and Great Expectations Data Docs\n"
+        f"  audit/audit.jsonl   hash-chained audit log ({report.entries} entries)\n"
+        f"{len(results) - len(quarantined)} passed the gate, {len(quarantined)} quarantined."
+    )
+    if quarantined:
+        raise UserError("some synthetic deliveries were quarantined: the generator and contracts disagree")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: clear messages for user errors, redacted tracebacks otherwise."""
+    install_redaction()
+    try:
+        app(args=argv, standalone_mode=False)
+    except SafehavenError as exc:
+        err_console.print(f"[bold red]error:[/] {redact(str(exc))}")
+        sys.exit(exit_code_for(exc))
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # pragma: no cover - the last line of defence
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        import traceback
+
+        err_console.print("[bold red]unexpected error[/] (traceback redacted):")
+        err_console.print(redact("".join(traceback.format_exception(exc))), markup=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,141 @@
+"""Our pydantic model of the IG extension: ODCS ``customProperties`` with ``vendor: nhs-ig``.
+
+ODCS types ``customProperties[].value`` as "any", so the standard's own model does not check
+IG facts; these models do. Field names follow ODCS camelCase.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+VENDOR = "nhs-ig"
+
+
+class Role(StrEnum):
+    """What a column is, for information governance."""
+
+    DIRECT_IDENTIFIER = "direct-identifier"
+    QUASI_IDENTIFIER = "quasi-identifier"
+    ATTRIBUTE = "attribute"
+
+
+class FirewallAction(StrEnum):
+    """What the identifier firewall does to a column."""
+
+    PSEUDONYMISE_NHS_NUMBER = "pseudonymise-nhs-number"
+    AGE_AT_ACTIVITY = "age-at-activity"
+    POSTCODE_GEOGRAPHY = "postcode-geography"
+    GENDER_CODE = "gender-code"
+    PSEUDONYMISE_LOCAL_ID = "pseudonymise-local-id"
+    DROP = "drop"
+    KEEP = "keep"
+
+
+#: Actions allowed for each role: identifiers are transformed or dropped, never kept.
+ACTIONS_FOR_ROLE: dict[Role, frozenset[FirewallAction]] = {
+    Role.DIRECT_IDENTIFIER: frozenset(
+        {
+            FirewallAction.PSEUDONYMISE_NHS_NUMBER,
+            FirewallAction.AGE_AT_ACTIVITY,
+            FirewallAction.POSTCODE_GEOGRAPHY,
+            FirewallAction.PSEUDONYMISE_LOCAL_ID,
+            FirewallAction.DROP,
+        }
+    ),
+    Role.QUASI_IDENTIFIER: frozenset({FirewallAction.GENDER_CODE, FirewallAction.DROP}),
+    Role.ATTRIBUTE: frozenset({FirewallAction.KEEP, FirewallAction.DROP}),
+}
+
+#: The identifier kind each transforming action lets through (checked against identifierPolicy).
+IDENTIFIER_KIND: dict[FirewallAction, str] = {
+    FirewallAction.PSEUDONYMISE_NHS_NUMBER: "nhs_number",
+    FirewallAction.AGE_AT_ACTIVITY: "date_of_birth",
+    FirewallAction.POSTCODE_GEOGRAPHY: "postcode",
+    FirewallAction.GENDER_CODE: "gender",
+    FirewallAction.PSEUDONYMISE_LOCAL_ID: "client_id",
+}
+
+
+class Purpose(StrEnum):
+    RISK_STRATIFICATION_COMMISSIONING = "risk-stratification-commissioning"
+    RISK_STRATIFICATION_CASE_FINDING = "risk-stratification-case-finding"
+
+
+class CommonLawBasis(StrEnum):
+    SECTION_251 = "section251"
+    CONSENT = "consent"
+    DIRECT_CARE = "direct-care"
+    NOT_APPLICABLE = "not-applicable"
+
+
+class FeedKind(StrEnum):
+    ACTIVITY = "activity"
+    OPT_OUT_LIST = "opt-out-list"
+    REFERENCE = "reference"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CommonLaw(_Model):
+    basis: CommonLawBasis
+    reference: str | None = Field(None, min_length=3)
+    expires: dt.date | None = None
+
+
+class LegalBasis(_Model):
+    article6: str = Field(min_length=3)
+    article9: str = Field(min_length=3)
+    commonLaw: CommonLaw
+
+
+class OptOutRule(_Model):
+    applies: bool
+    appliedAt: Literal["ingest", "not-applied"]
+    rationale: str = Field(min_length=10)
+
+
+class IdentifierPolicy(_Model):
+    permitted: list[Literal["nhs_number", "date_of_birth", "postcode", "gender", "client_id"]]
+
+
+class Destruction(_Model):
+    method: Literal["crypto-shred", "secure-delete"]
+    description: str = Field(min_length=10)
+
+
+class Approval(_Model):
+    approvedBy: str = Field(min_length=3)
+    role: str = Field(min_length=2)
+    date: dt.date
+    reference: str = Field(min_length=3)
+
+
+class DeliveryCadence(_Model):
+    cadence: str = Field(min_length=3)
+    maxAgeDays: int = Field(gt=0)
+
+
+class FeedIG(_Model):
+    """Every IG fact a feed's contract must declare."""
+
+    feedKind: FeedKind
+    legalBasis: LegalBasis
+    dataControllers: list[str] = Field(min_length=1)
+    dataProcessors: list[str] = Field(min_length=1)
+    permittedPurposes: list[Purpose] = Field(min_length=1)
+    nationalDataOptOut: OptOutRule
+    type1OptOut: OptOutRule
+    identifierPolicy: IdentifierPolicy
+    destruction: Destruction
+    approval: Approval
+    deliveryCadence: DeliveryCadence
+
+
+#: The contract-level IG properties, in the order ``FeedIG`` declares them.
+REQUIRED_FEED_PROPERTIES = tuple(FeedIG.model_fields)

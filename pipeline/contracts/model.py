@@ -1,0 +1,121 @@
+"""The typed view of a feed contract that the rest of the pipeline uses.
+
+``FeedContract`` is built from the ODCS model plus the validated IG extension; it is frozen
+and holds no data, so it is safe to pass anywhere (including to Prefect tasks by feed name).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.contracts._ig import FeedIG, FirewallAction, Role
+
+__all__ = ["ColumnSpec", "QualityRule", "TableSpec", "FeedContract", "date_regex"]
+
+
+@dataclass(frozen=True)
+class QualityRule:
+    """One quality rule from a contract, normalised.
+
+    ``threshold`` is the largest failing share (``unit == "percent"``, 0-100) or failing row
+    count (``unit == "rows"``) that still passes. ``blocking`` rules quarantine a delivery.
+    """
+
+    name: str
+    column: str
+    metric: str  # nullValues | invalidValues
+    threshold: float
+    unit: str  # rows | percent
+    blocking: bool
+    description: str
+    valid_values: tuple[str, ...] | None = None
+    pattern: str | None = None
+    formats: tuple[str, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def passes(self, failing: int, considered: int) -> bool:
+        if self.unit == "percent":
+            share = 100.0 * failing / considered if considered else 0.0
+            return share <= self.threshold + 1e-9
+        return failing <= self.threshold
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    logical_type: str
+    required: bool
+    role: Role
+    action: FirewallAction
+    description: str
+    formats: tuple[str, ...] = ()
+    pattern: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    enum: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    columns: tuple[ColumnSpec, ...]
+    rules: tuple[QualityRule, ...]
+    activity_date: str | None = None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> ColumnSpec:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class FeedContract:
+    name: str
+    version: str
+    path: Path
+    ig: FeedIG
+    tables: dict[str, TableSpec] = field(default_factory=dict)
+    retention: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def expires(self) -> dt.date | None:
+        return self.ig.legalBasis.commonLaw.expires
+
+    def table(self, name: str) -> TableSpec:
+        return self.tables[name]
+
+
+_FORMAT_PIECES = {
+    "%Y": r"[0-9]{4}",
+    "%m": r"[0-9]{2}",
+    "%d": r"[0-9]{2}",
+    "%H": r"[0-9]{2}",
+    "%M": r"[0-9]{2}",
+    "%S": r"[0-9]{2}",
+}
+
+
+def date_regex(formats: tuple[str, ...] | list[str]) -> str:
+    """A regular expression matching any of the strptime ``formats`` (shape only)."""
+    alternatives = []
+    for fmt in formats:
+        out, i = [], 0
+        while i < len(fmt):
+            piece = fmt[i : i + 2]
+            if piece in _FORMAT_PIECES:
+                out.append(_FORMAT_PIECES[piece])
+                i += 2
+            else:
+                out.append(re.escape(fmt[i]))
+                i += 1
+        alternatives.append("".join(out))
+    return r"^\s*(?:" + "|".join(alternatives) + r")\s*$"

@@ -1,0 +1,110 @@
+"""Error types for safehaven.
+
+Two families, as the CLI and the flows treat them differently:
+
+* ``UserError`` and its children: something a person must fix (a contract, a delivery, a
+  setting). They carry a clear message naming the file, the column and the rule, and the fix.
+  The CLI prints the message without a traceback and exits with ``exit_code``.
+* ``TransientError``: something that may work if tried again (a locked file, a busy server).
+  Flows retry these.
+
+No message may ever contain a patient value (an NHS number, a postcode, a date of birth, a
+name): messages name columns, rules and counts only. ``tests/unit/test_errors.py`` checks
+the messages the library builds, and ``pipeline.logs`` redacts anything that slips through.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SafehavenError",
+    "UserError",
+    "SettingsError",
+    "ContractError",
+    "ContractExpired",
+    "DeliveryError",
+    "DeliveryQuarantined",
+    "AuditError",
+    "AuditTampered",
+    "TransientError",
+    "exit_code_for",
+]
+
+
+class SafehavenError(Exception):
+    """Base class for every error this package raises on purpose."""
+
+    exit_code = 1
+
+
+class UserError(SafehavenError):
+    """An error a person must fix; shown without a traceback."""
+
+    exit_code = 2
+
+
+class SettingsError(UserError):
+    """A setting is missing or invalid."""
+
+    exit_code = 3
+
+
+class ContractError(UserError):
+    """A data contract is missing, invalid or inconsistent; nothing that uses it may run."""
+
+    exit_code = 10
+
+    def __init__(self, message: str, problems: list | None = None):
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+
+class ContractExpired(ContractError):
+    """A contract's legal basis has passed its end date."""
+
+    exit_code = 11
+
+
+class DeliveryError(UserError):
+    """A delivery cannot be read or identified (bad name, unreadable file)."""
+
+    exit_code = 20
+
+
+class DeliveryQuarantined(DeliveryError):
+    """A delivery failed the validation gate and was quarantined whole."""
+
+    exit_code = 21
+
+    def __init__(self, message: str, reasons: list[str], quarantine_path=None):
+        super().__init__(message)
+        self.reasons = list(reasons)
+        self.quarantine_path = quarantine_path
+
+
+class AuditError(UserError):
+    """The audit log cannot be written or read."""
+
+    exit_code = 30
+
+
+class AuditTampered(AuditError):
+    """The audit log's hash chain is broken: an entry was edited, removed or reordered."""
+
+    exit_code = 31
+
+    def __init__(self, message: str, line: int):
+        super().__init__(message)
+        self.line = line
+
+
+class TransientError(SafehavenError):
+    """A failure that may pass if the step is tried again (flows retry these)."""
+
+    exit_code = 75  # EX_TEMPFAIL
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The process exit code for an exception (1 for anything unexpected)."""
+    if isinstance(exc, SafehavenError):
+        return exc.exit_code
+    return 1

@@ -1,0 +1,122 @@
+"""A file-backed Great Expectations project under the data root, used by the validation gate.
+
+Result format is ``BASIC`` with ``partial_unexpected_count: 0``: counts and percentages are
+kept, failing values are not, so neither stored validation results nor Data Docs ever hold a
+value from a delivery (security property 1; pinned by tests/integration/test_gate_leaks.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.contracts.model import TableSpec
+from pipeline.contracts.suites import compile_suite, suite_name
+
+#: Keeps failing values out of results and Data Docs; do not widen it.
+RESULT_FORMAT = {
+    "result_format": "BASIC",
+    "partial_unexpected_count": 0,
+    "include_unexpected_rows": False,
+    "return_unexpected_index_query": False,
+}
+
+
+@dataclass(frozen=True)
+class ExpectationCount:
+    rule: str
+    elements: int
+    missing: int
+    unexpected: int
+
+
+class GxProject:
+    """One GX file context; suites, validation definitions and checkpoints per contract table."""
+
+    def __init__(self, project_dir: Path):
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        self._gx = gx
+        self.project_dir = Path(project_dir)
+        self.project_dir.mkdir(parents=True, exist_ok=True)
+        self.context = gx.get_context(mode="file", project_root_dir=str(self.project_dir))
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self.context.variables.analytics_enabled = False
+        self.context.variables.save()
+        self._datasource = self.context.data_sources.add_or_update_pandas("deliveries")
+        self._checkpoints: dict[tuple[str, tuple[str, ...]], object] = {}
+
+    def _checkpoint(self, table: TableSpec, columns: list[str]):
+        key = (table.name, tuple(columns))
+        if key in self._checkpoints:
+            return self._checkpoints[key]
+        gx = self._gx
+        try:
+            asset = self._datasource.get_asset(table.name)
+        except LookupError:
+            asset = self._datasource.add_dataframe_asset(table.name)
+        try:
+            batch_def = asset.get_batch_definition("whole-batch")
+        except (KeyError, LookupError):
+            batch_def = asset.add_batch_definition_whole_dataframe("whole-batch")
+        suite = self.context.suites.add_or_update(compile_suite(table, columns))
+        vd = self.context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=f"validate-{table.name}", data=batch_def, suite=suite)
+        )
+        cp = self.context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=f"gate-{table.name}",
+                validation_definitions=[vd],
+                actions=[],
+                result_format=RESULT_FORMAT,
+            )
+        )
+        self._checkpoints[key] = cp
+        return cp
+
+    def validate_batch(self, table: TableSpec, columns: list[str], frame, run_name: str):
+        """Validate one batch (a pandas frame); return counts per rule and structure success."""
+        cp = self._checkpoint(table, columns)
+        result = cp.run(
+            batch_parameters={"dataframe": frame},
+            run_id=self._gx.RunIdentifier(run_name=run_name),
+        )
+        counts: list[ExpectationCount] = []
+        structure_ok = True
+        for vres in result.run_results.values():
+            for er in vres.results:
+                rule = (er.expectation_config.meta or {}).get("rule")
+                if rule == "__columns__":
+                    structure_ok = structure_ok and bool(er.success)
+                    continue
+                res = er.result or {}
+                if er.exception_info and er.exception_info.get("raised_exception"):
+                    # A failed metric computation: count every row as failing, never as passing.
+                    counts.append(ExpectationCount(rule, len(frame), 0, len(frame)))
+                    continue
+                counts.append(
+                    ExpectationCount(
+                        rule=rule,
+                        elements=int(res.get("element_count", len(frame))),
+                        missing=int(res.get("missing_count", 0) or 0),
+                        unexpected=int(res.get("unexpected_count", 0) or 0),
+                    )
+                )
+        return counts, structure_ok
+
+    def build_data_docs(self) -> Path:
+        self.context.build_data_docs()
+        return self.data_docs_index
+
+    @property
+    def data_docs_index(self) -> Path:
+        return self.project_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.project_dir / "gx" / "uncommitted" / "validations"

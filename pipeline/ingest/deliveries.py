@@ -1,0 +1,70 @@
+"""Deliveries: one file of one table of one feed, named ``<table>_<period>_v<version>.csv``.
+
+``landing/<feed>/sus_apc_spells_2024-03_v1.csv`` is version 1 of the March 2024 delivery of
+the ``sus_apc_spells`` table of the ``sus_apc`` feed. A period is ``YYYY``, ``YYYY-MM`` or
+``YYYY-MM-DD``. The delivery id ``sus_apc/sus_apc_spells/2024-03/v1`` names it everywhere
+(audit log, receipts, Data Docs); it carries no patient data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import DeliveryError
+
+__all__ = ["Delivery", "find_deliveries", "DELIVERY_NAME"]
+
+DELIVERY_NAME = re.compile(
+    r"^(?P<table>[a-z][a-z0-9_]*?)_(?P<period>\d{4}(?:-\d{2}){0,2})_v(?P<version>\d+)\.csv$"
+)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    feed: str
+    table: str
+    period: str
+    version: int
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return f"{self.feed}/{self.table}/{self.period}/v{self.version}"
+
+    @property
+    def slug(self) -> str:
+        """The id as one path-safe token (for file names and run names)."""
+        return self.id.replace("/", "__")
+
+    @classmethod
+    def from_path(cls, path: Path | str, feed: str | None = None) -> Delivery:
+        path = Path(path)
+        match = DELIVERY_NAME.match(path.name)
+        if not match:
+            raise DeliveryError(
+                f"cannot identify delivery '{path.name}': names must look like "
+                "<table>_<period>_v<version>.csv, e.g. sus_apc_spells_2024-03_v1.csv"
+            )
+        return cls(
+            feed=feed or path.parent.name,
+            table=match["table"],
+            period=match["period"],
+            version=int(match["version"]),
+            path=path,
+        )
+
+
+def find_deliveries(landing: Path, feeds: list[str] | None = None) -> list[Delivery]:
+    """Every delivery waiting in ``landing/<feed>/``, sorted by feed, table, period, version."""
+    out = []
+    landing = Path(landing)
+    if not landing.exists():
+        return out
+    for feed_dir in sorted(p for p in landing.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        if feeds and feed_dir.name not in feeds:
+            continue
+        for f in sorted(feed_dir.glob("*.csv")):
+            out.append(Delivery.from_path(f, feed_dir.name))
+    return sorted(out, key=lambda d: (d.feed, d.table, d.period, d.version))

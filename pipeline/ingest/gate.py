@@ -1,0 +1,324 @@
+"""The validation gate: every delivery is checked against its contract before anything reads it.
+
+Order, failing fast and reading as little as possible:
+
+1. the feed's contract must exist, be consistent and be in date (else ``ContractError``:
+   nothing is read, nothing is quarantined: the delivery is not at fault);
+2. the file name must identify a table the contract declares;
+3. the header must hold exactly the declared columns: an undeclared column (say
+   ``patient_name`` where the contract has none) or a missing required one quarantines the
+   delivery before a single row is read;
+4. rows are streamed in batches of bounded size (deliveries may be larger than memory) and
+   each batch runs through the table's Great Expectations suite; counts are summed over
+   batches and each rule is judged on the whole delivery;
+5. any failing blocking rule quarantines the delivery whole: it moves to
+   ``landing/_quarantine/<feed>/`` with a reason file; nothing from it goes further.
+
+A passing delivery gets a receipt (``validation/receipts/<feed>/<file>.json``) holding the
+file's SHA-256, so a later step can tell the validated file from a changed one. Every
+outcome is written to the audit log. No message, reason file, receipt, result or Data Docs
+page holds a value from the delivery: they name files, columns, rules and counts.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from pipeline.audit import AuditLog
+from pipeline.contracts import FeedContract, TableSpec, require_contract
+from pipeline.contracts.suites import numeric_shadow
+from pipeline.errors import DeliveryError, DeliveryQuarantined
+from pipeline.ingest._gx import GxProject
+from pipeline.ingest.deliveries import Delivery
+from pipeline.logs import contains_identifier
+from pipeline.settings import Settings
+
+__all__ = ["RuleOutcome", "GateResult", "ValidationGate", "NULL_VALUES"]
+
+#: Text that means "no value" in a delivery.
+NULL_VALUES = ["", "NULL", "null"]
+_SAFE_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .-]{0,63}$")
+
+
+def _printable_column(name: str, position: int) -> str:
+    """A column name safe to show: a header cell that looks like data is never echoed."""
+    if _SAFE_COLUMN.fullmatch(name) and not contains_identifier(name):
+        return name
+    return f"<column {position} (name not shown: it looks like data, not a header)>"
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    rule: str
+    column: str
+    blocking: bool
+    considered: int
+    failing: int
+    threshold: float
+    unit: str
+    passed: bool
+    description: str
+
+    def describe(self) -> str:
+        share = 100.0 * self.failing / self.considered if self.considered else 0.0
+        limit = f"{self.threshold:g}%" if self.unit == "percent" else f"{self.threshold:g} rows"
+        return (
+            f"column '{self.column}', rule '{self.rule}': {self.failing:,} of {self.considered:,} "
+            f"values fail ({share:.2f}%; allowed {limit}). {self.description}"
+        )
+
+
+@dataclass
+class GateResult:
+    delivery_id: str
+    feed: str
+    table: str
+    file: str
+    passed: bool
+    rows: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    contract_version: str = ""
+    reasons: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    outcomes: list[RuleOutcome] = field(default_factory=list)
+    receipt: str | None = None
+    quarantined_to: str | None = None
+
+    def raise_if_quarantined(self) -> None:
+        if not self.passed:
+            raise DeliveryQuarantined(
+                f"delivery {self.delivery_id} ({self.file}) was quarantined whole:\n  "
+                + "\n  ".join(self.reasons),
+                self.reasons,
+                self.quarantined_to,
+            )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(4 * 1024 * 1024), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_header(path: Path) -> list[str]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return next(csv.reader(fh))
+    except StopIteration:
+        return []
+    except (UnicodeDecodeError, csv.Error):
+        raise DeliveryError(f"{path.name}: the first line is not a UTF-8 CSV header") from None
+
+
+class ValidationGate:
+    """Validates deliveries against their contracts; one GX project for the whole run."""
+
+    def __init__(self, settings: Settings, audit: AuditLog | None = None):
+        self.settings = settings
+        self.audit = audit or AuditLog(settings.audit_log)
+        self._gx: GxProject | None = None
+        self._contracts: dict[str, FeedContract] = {}
+
+    @property
+    def gx(self) -> GxProject:
+        if self._gx is None:
+            self._gx = GxProject(self.settings.validation_dir)
+        return self._gx
+
+    def contract(self, feed: str) -> FeedContract:
+        if feed not in self._contracts:
+            self._contracts[feed] = require_contract(
+                self.settings.contracts_dir, feed, self.settings.today(), self.audit
+            )
+        return self._contracts[feed]
+
+    # ------------------------------------------------------------------------------------
+    def validate(
+        self,
+        path: Path | str,
+        feed: str | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> GateResult:
+        """Validate one delivery file; quarantine it if it fails. Returns the result."""
+        path = Path(path)
+        if not path.is_file():
+            raise DeliveryError(f"delivery file not found: {path}")
+        delivery = Delivery.from_path(path, feed)
+        contract = self.contract(delivery.feed)  # raises before anything is read
+        started = time.perf_counter()
+        result = GateResult(
+            delivery_id=delivery.id,
+            feed=delivery.feed,
+            table=delivery.table,
+            file=path.name,
+            passed=False,
+            contract_version=contract.version,
+        )
+        table = contract.tables.get(delivery.table)
+        if table is None:
+            result.reasons.append(
+                f"table '{delivery.table}' is not declared in contract '{contract.name}' "
+                f"(declared: {', '.join(sorted(contract.tables))})"
+            )
+            return self._finish(result, delivery, started)
+
+        header = read_header(path)
+        columns = self._check_header(header, table, result)
+        if result.reasons:
+            return self._finish(result, delivery, started)
+
+        try:
+            self._validate_rows(delivery, table, columns, result, on_batch)
+        except pa.ArrowInvalid:
+            # Arrow's message quotes the offending row: never pass it on.
+            result.reasons.append(
+                f"the CSV could not be parsed after row {result.rows:,} "
+                "(a row with the wrong number of fields, or a broken quote)"
+            )
+        return self._finish(result, delivery, started)
+
+    def _check_header(self, header: list[str], table: TableSpec, result: GateResult) -> list[str]:
+        declared = set(table.column_names)
+        shown = {name: _printable_column(name, i + 1) for i, name in enumerate(header)}
+        if not header:
+            result.reasons.append("the file is empty (no header row)")
+            return []
+        dupes = sorted({shown[h] for h in header if header.count(h) > 1})
+        if dupes:
+            result.reasons.append(f"duplicate column(s) in the header: {', '.join(dupes)}")
+        extra = [shown[h] for h in header if h not in declared]
+        if extra:
+            result.reasons.append(
+                f"undeclared column(s) {', '.join(repr(e) for e in extra)}: not in contract table "
+                f"'{table.name}'. The supplier must remove them, or the contract must declare "
+                "them with a role and a firewall action"
+            )
+        missing_required = [c.name for c in table.columns if c.required and c.name not in header]
+        if missing_required:
+            result.reasons.append(
+                f"missing required column(s) {', '.join(repr(m) for m in missing_required)} "
+                f"of contract table '{table.name}'"
+            )
+        missing_optional = [c.name for c in table.columns if not c.required and c.name not in header]
+        if missing_optional:
+            result.warnings.append(f"optional column(s) absent: {', '.join(missing_optional)}")
+        return [h for h in header if h in declared]
+
+    def _batches(self, path: Path, header: list[str]) -> Iterator[pa.RecordBatch]:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=self.settings.validation_batch_bytes),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                strings_can_be_null=True,
+                null_values=NULL_VALUES,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+        yield from reader
+
+    def _validate_rows(self, delivery, table, columns, result, on_batch) -> None:
+        import pandas as pd
+
+        totals: dict[str, list[int]] = {r.name: [0, 0, 0] for r in table.rules if r.column in columns}
+        ranged = [r for r in table.rules if r.column in columns and (r.minimum is not None or r.maximum is not None)]
+        structure_ok = True
+        for i, batch in enumerate(self._batches(delivery.path, columns)):
+            frame = batch.to_pandas()
+            for r in ranged:
+                frame[numeric_shadow(r.column)] = pd.to_numeric(frame[r.column], errors="coerce")
+            counts, ok = self.gx.validate_batch(
+                table, columns, frame, run_name=f"{delivery.slug}__batch{i:04d}"
+            )
+            structure_ok = structure_ok and ok
+            for c in counts:
+                t = totals.setdefault(c.rule, [0, 0, 0])
+                t[0] += c.elements
+                t[1] += c.missing
+                t[2] += c.unexpected
+            result.rows += batch.num_rows
+            result.batches += 1
+            if on_batch:
+                on_batch(batch.num_rows)
+        if not structure_ok:
+            result.reasons.append("the batch columns did not match the contract")
+        for rule in table.rules:
+            if rule.name not in totals:
+                continue
+            elements, missing, unexpected = totals[rule.name]
+            considered = elements if rule.metric == "nullValues" else elements - missing
+            passed = rule.passes(unexpected, considered)
+            outcome = RuleOutcome(
+                rule=rule.name, column=rule.column, blocking=rule.blocking, considered=considered,
+                failing=unexpected, threshold=rule.threshold, unit=rule.unit, passed=passed,
+                description=rule.description,
+            )
+            result.outcomes.append(outcome)
+            if not passed:
+                (result.reasons if rule.blocking else result.warnings).append(outcome.describe())
+
+    # ------------------------------------------------------------------------------------
+    def _finish(self, result: GateResult, delivery: Delivery, started: float) -> GateResult:
+        result.passed = not result.reasons
+        result.seconds = round(time.perf_counter() - started, 3)
+        digest = _sha256(delivery.path)
+        record = {
+            "delivery": result.delivery_id,
+            "file": result.file,
+            "sha256": digest,
+            "bytes": delivery.path.stat().st_size,
+            "contract": f"{delivery.feed}@{result.contract_version}",
+            "rows": result.rows,
+            "batches": result.batches,
+            "passed": result.passed,
+            "reasons": result.reasons,
+            "warnings": result.warnings,
+            "rules": [asdict(o) for o in result.outcomes],
+            "validated_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        if result.passed:
+            receipt = self.settings.validation_dir / "receipts" / delivery.feed / f"{delivery.path.name}.json"
+            receipt.parent.mkdir(parents=True, exist_ok=True)
+            receipt.write_text(json.dumps(record, indent=2))
+            result.receipt = str(receipt)
+            self.audit.append(
+                "delivery.validated",
+                {k: record[k] for k in ("delivery", "file", "sha256", "contract", "rows", "batches", "warnings")}
+                | {"failing_rules": [o.rule for o in result.outcomes if not o.passed]},
+            )
+        else:
+            target_dir = self.settings.quarantine / delivery.feed
+            target_dir.mkdir(parents=True, exist_ok=True)
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            target = target_dir / f"{stamp}__{delivery.path.name}"
+            shutil.move(str(delivery.path), target)
+            reason_file = target.with_name(target.name + ".reason.json")
+            reason_file.write_text(json.dumps(record | {"quarantined_file": target.name}, indent=2))
+            result.quarantined_to = str(target)
+            self.audit.append(
+                "delivery.quarantined",
+                {k: record[k] for k in ("delivery", "file", "sha256", "contract", "rows", "reasons")}
+                | {"quarantined_as": target.name},
+            )
+        return result
+
+    def build_data_docs(self) -> Path | None:
+        """Rebuild the Data Docs site for IG leads; returns the index page."""
+        if self._gx is None and not (self.settings.validation_dir / "gx").exists():
+            return None
+        return self.gx.build_data_docs()

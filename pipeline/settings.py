@@ -1,0 +1,111 @@
+"""Typed settings, read once at the edge (the CLI or a flow) and passed down.
+
+Every field can be set by an environment variable ``SAFEHAVEN_<FIELD>``; the CLI's
+``--data-root`` overrides ``SAFEHAVEN_DATA_ROOT``. Library functions never read the
+environment themselves: they take a ``Settings`` (or plain arguments).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.errors import SettingsError
+
+__all__ = ["Settings", "load_settings", "DEFAULT_CONTRACTS_DIR"]
+
+#: The repository's ``contracts/`` folder (an editable install or a checkout).
+DEFAULT_CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
+
+
+class Settings(BaseSettings):
+    """Settings for one run of safehaven."""
+
+    model_config = SettingsConfigDict(env_prefix="SAFEHAVEN_", extra="forbid", frozen=True)
+
+    data_root: Path = Field(Path("data"), description="Root of every zone (landing, staging, ...).")
+    contracts_dir: Path = Field(
+        DEFAULT_CONTRACTS_DIR, description="Folder of ODCS data contracts, one per feed."
+    )
+    allow_synthetic_nhs_numbers: bool = Field(
+        False,
+        description="Treat the never-issued 9xx range as valid: only synthetic runs switch this on.",
+    )
+    as_of: dt.date | None = Field(
+        None, description="The date contracts are checked against (default: today)."
+    )
+    validation_batch_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Bytes of CSV read per validation batch; bounds the gate's memory.",
+    )
+    log_level: str = Field("INFO", description="Logging level for the pipeline's loggers.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return value
+
+    # Zones ---------------------------------------------------------------------------------
+    @property
+    def landing(self) -> Path:
+        """Raw, identifiable deliveries: only the ingest step reads here."""
+        return self.data_root / "landing"
+
+    @property
+    def quarantine(self) -> Path:
+        """Deliveries rejected by the gate, kept whole with a reason file (still identifiable)."""
+        return self.landing / "_quarantine"
+
+    @property
+    def staging(self) -> Path:
+        """Pseudonymised Parquet per delivery."""
+        return self.data_root / "staging"
+
+    @property
+    def audit_dir(self) -> Path:
+        """The append-only, hash-chained audit log."""
+        return self.data_root / "audit"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.audit_dir / "audit.jsonl"
+
+    @property
+    def validation_dir(self) -> Path:
+        """Validation receipts (counts only) and the Great Expectations project with Data Docs."""
+        return self.data_root / "validation"
+
+    @property
+    def synthetic_truth(self) -> Path:
+        """Ground truth of a synthetic population: read by tests and evaluation, never by flows."""
+        return self.data_root / "synthetic-truth"
+
+    def today(self) -> dt.date:
+        """The date contracts are checked against."""
+        return self.as_of or dt.date.today()
+
+
+def load_settings(**overrides) -> Settings:
+    """Read settings from the environment, with explicit overrides (e.g. from CLI options).
+
+    A bad value raises ``SettingsError`` naming the setting and where it was looked for.
+    """
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(
+                f"setting '{field}' ({err['msg']}); looked in: command-line options, "
+                f"environment variable SAFEHAVEN_{field.upper()}, then the default"
+            )
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
