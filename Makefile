@@ -1,6 +1,6 @@
 # One task runner for people and CI. `make demo` and `make test` work on a fresh machine with
 # only Python 3.11 and make: the virtual environment is built from the committed lock.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
