@@ -33,7 +33,7 @@ from typing import Any
 from pipeline.errors import AuditError, AuditTampered
 from pipeline.logs import contains_identifier
 
-__all__ = ["AuditLog", "AuditEntry", "VerifyReport", "GENESIS"]
+__all__ = ["GENESIS", "AuditEntry", "AuditLog", "VerifyReport"]
 
 GENESIS = "0" * 64
 
@@ -49,7 +49,7 @@ def _entry_hash(fields: dict[str, Any]) -> str:
 def _default_actor() -> str:
     try:
         user = getpass.getuser()
-    except Exception:
+    except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
 

@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # pragma: no cover - the last line of defence
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
         import click
 
         if isinstance(exc, click.ClickException):

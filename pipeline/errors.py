@@ -16,16 +16,16 @@ the messages the library builds, and ``pipeline.logs`` redacts anything that sli
 from __future__ import annotations
 
 __all__ = [
-    "SafehavenError",
-    "UserError",
-    "SettingsError",
+    "AuditError",
+    "AuditTampered",
     "ContractError",
     "ContractExpired",
     "DeliveryError",
     "DeliveryQuarantined",
-    "AuditError",
-    "AuditTampered",
+    "SafehavenError",
+    "SettingsError",
     "TransientError",
+    "UserError",
     "exit_code_for",
 ]
 

@@ -20,11 +20,11 @@ import re
 import traceback
 
 __all__ = [
-    "redact",
-    "contains_identifier",
-    "RedactingFilter",
-    "install_redaction",
     "PREFECT_LOGGERS",
+    "RedactingFilter",
+    "contains_identifier",
+    "install_redaction",
+    "redact",
 ]
 
 NHS_NUMBER_SHAPE = re.compile(r"(?<![0-9A-Za-z])\d{3}[ -]?\d{3}[ -]?\d{4}(?![0-9A-Za-z])")
@@ -54,7 +54,7 @@ def _redact_record(record: logging.LogRecord) -> logging.LogRecord:
         return record
     try:
         message = record.getMessage()
-    except Exception:  # a bad format string must not stop logging
+    except (TypeError, ValueError):  # a bad format string must not stop logging
         message = str(record.msg)
     record.msg = redact(message)
     record.args = None

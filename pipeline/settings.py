@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import SettingsError
 
-__all__ = ["Settings", "load_settings", "DEFAULT_CONTRACTS_DIR"]
+__all__ = ["DEFAULT_CONTRACTS_DIR", "Settings", "load_settings"]
 
 #: The repository's ``contracts/`` folder (an editable install or a checkout).
 DEFAULT_CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"

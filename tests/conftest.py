@@ -11,8 +11,8 @@ import pytest
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-from pipeline.settings import Settings  # noqa: E402
-from pipeline.synth import EXTRACT_DATE  # noqa: E402
+from pipeline.settings import Settings
+from pipeline.synth import EXTRACT_DATE
 
 REPO = Path(__file__).resolve().parent.parent
 CONTRACTS = REPO / "contracts"

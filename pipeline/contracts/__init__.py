@@ -12,7 +12,13 @@ from pathlib import Path
 
 from pipeline.audit import AuditLog
 from pipeline.contracts._ig import FeedIG, FeedKind, FirewallAction, Purpose, Role
-from pipeline.contracts.check import CONTRACT_SUFFIX, CheckResult, Problem, check_contract, contract_path
+from pipeline.contracts.check import (
+    CONTRACT_SUFFIX,
+    CheckResult,
+    Problem,
+    check_contract,
+    contract_path,
+)
 from pipeline.contracts.model import ColumnSpec, FeedContract, QualityRule, TableSpec
 from pipeline.errors import ContractError, ContractExpired
 

@@ -33,7 +33,7 @@ from pipeline.contracts._ig import (
 )
 from pipeline.contracts.model import ColumnSpec, FeedContract, QualityRule, TableSpec, date_regex
 
-__all__ = ["Problem", "CheckResult", "check_contract", "contract_path", "CONTRACT_SUFFIX"]
+__all__ = ["CONTRACT_SUFFIX", "CheckResult", "Problem", "check_contract", "contract_path"]
 
 CONTRACT_SUFFIX = ".odcs.yaml"
 API_VERSION = "v3.2.0"
@@ -373,15 +373,15 @@ class _Checker:
                 self.report(f"{qw}.severity", "must be 'error' (blocking) or 'warning' (recorded only)")
                 continue
             args = rule.get("arguments") or {}
-            spec = dict(
-                name=rule.get("name") or f"{col.name}_{rule['metric']}_{qi}",
-                column=col.name,
-                metric=rule["metric"],
-                threshold=threshold,
-                unit=unit,
-                blocking=SEVERITIES[severity],
-                description=str(rule.get("description", "")),
-            )
+            spec = {
+                "name": rule.get("name") or f"{col.name}_{rule['metric']}_{qi}",
+                "column": col.name,
+                "metric": rule["metric"],
+                "threshold": threshold,
+                "unit": unit,
+                "blocking": SEVERITIES[severity],
+                "description": str(rule.get("description", "")),
+            }
             if rule["metric"] == "invalidValues":
                 if "validValues" in args:
                     values = tuple(str(v) for v in args["validValues"])

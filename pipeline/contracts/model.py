@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipeline.contracts._ig import FeedIG, FirewallAction, Role
 
-__all__ = ["ColumnSpec", "QualityRule", "TableSpec", "FeedContract", "date_regex"]
+__all__ = ["ColumnSpec", "FeedContract", "QualityRule", "TableSpec", "date_regex"]
 
 
 @dataclass(frozen=True)

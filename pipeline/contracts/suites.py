@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pipeline.contracts.model import QualityRule, TableSpec
 
-__all__ = ["compile_suite", "numeric_shadow", "SHADOW_SUFFIX", "suite_name"]
+__all__ = ["SHADOW_SUFFIX", "compile_suite", "numeric_shadow", "suite_name"]
 
 SHADOW_SUFFIX = "__as_number"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.contracts.model import TableSpec
-from pipeline.contracts.suites import compile_suite, suite_name
+from pipeline.contracts.suites import compile_suite
 
 #: Keeps failing values out of results and Data Docs; do not widen it.
 RESULT_FORMAT = {

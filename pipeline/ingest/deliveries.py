@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.errors import DeliveryError
 
-__all__ = ["Delivery", "find_deliveries", "DELIVERY_NAME"]
+__all__ = ["DELIVERY_NAME", "Delivery", "find_deliveries"]
 
 DELIVERY_NAME = re.compile(
     r"^(?P<table>[a-z][a-z0-9_]*?)_(?P<period>\d{4}(?:-\d{2}){0,2})_v(?P<version>\d+)\.csv$"

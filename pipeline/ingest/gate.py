@@ -45,7 +45,7 @@ from pipeline.ingest.deliveries import Delivery
 from pipeline.logs import contains_identifier
 from pipeline.settings import Settings
 
-__all__ = ["RuleOutcome", "GateResult", "ValidationGate", "NULL_VALUES"]
+__all__ = ["NULL_VALUES", "GateResult", "RuleOutcome", "ValidationGate"]
 
 #: Text that means "no value" in a delivery.
 NULL_VALUES = ["", "NULL", "null"]

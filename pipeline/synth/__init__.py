@@ -30,7 +30,7 @@ from pipeline.synth.population import (
     build_people,
 )
 
-__all__ = ["generate", "SynthResult", "EXTRACT_DATE", "DEFAULT_POPULATION", "FEEDS"]
+__all__ = ["DEFAULT_POPULATION", "EXTRACT_DATE", "FEEDS", "SynthResult", "generate"]
 
 DEFAULT_POPULATION = 175_000
 #: Feed contracts the generator writes deliveries for, in writing order.

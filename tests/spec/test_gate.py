@@ -25,7 +25,8 @@ def test_clean_delivery_passes_with_a_receipt_and_an_audit_entry(settings, make_
     path = make_delivery("ecds", NAME, rows())
     result = ValidationGate(settings).validate(path, "ecds")
     assert result.passed and result.rows == 20 and path.exists()
-    receipt = json.loads(open(result.receipt).read())
+    with open(result.receipt) as fh:
+        receipt = json.load(fh)
     assert receipt["rows"] == 20 and len(receipt["sha256"]) == 64
     events = [e.event for e in AuditLog(settings.audit_log).entries()]
     assert events == ["contract.checked", "delivery.validated"]

@@ -1,3 +1,4 @@
+import itertools
 import json
 import threading
 
@@ -19,7 +20,7 @@ def test_chain_links_each_entry_to_the_previous(tmp_path):
     entries = list(log.entries())
     assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
     assert entries[0].prev == GENESIS
-    assert all(b.prev == a.hash for a, b in zip(entries, entries[1:], strict=False))
+    assert all(b.prev == a.hash for a, b in itertools.pairwise(entries))
     report = log.verify()
     assert report.ok and report.entries == 5 and report.head == entries[-1].hash
 

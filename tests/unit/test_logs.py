@@ -2,7 +2,13 @@ import logging
 
 import pytest
 
-from pipeline.logs import PREFECT_LOGGERS, RedactingFilter, contains_identifier, install_redaction, redact
+from pipeline.logs import (
+    PREFECT_LOGGERS,
+    RedactingFilter,
+    contains_identifier,
+    install_redaction,
+    redact,
+)
 
 
 @pytest.mark.parametrize(
