@@ -95,75 +95,87 @@ def person_identity(people: pl.DataFrame) -> pl.DataFrame:
     })
 
 
-def _dress(frame: pl.DataFrame, people: pl.DataFrame, ident: pl.DataFrame, mess: Mess, rng) -> pl.DataFrame:
-    """Add messy identifier columns and the intended NHS number status to a canonical frame."""
+def _dress(frame: pl.DataFrame, people: pl.DataFrame, ident: pl.DataFrame, mess: Mess, rng,
+           needed: set[str]) -> pl.DataFrame:
+    """Add the messy identifier columns a table's contract asks for (and only those), plus the
+    intended NHS number status for the ground truth, to a canonical frame."""
     n = frame.height
     joined = frame.join(people.select("person_id", "nhs_number", "dob", "postcode", "sex", "practice_code"),
-                        on="person_id", how="left", suffix="_registered").join(ident, on="person_id", how="left")
+                        on="person_id", how="left", suffix="_registered")
+    if needed & {"patient_name", "client_name", "triage_notes", "clinician_notes", "case_notes", "address", "phone"}:
+        joined = joined.join(ident, on="person_id", how="left")
+    # Draw every random number, whether used or not, so each table's draws do not depend on
+    # which columns its contract has.
     r = rng.random(n)
-    missing = r < mess.nhs_missing
-    placeholder = (r >= mess.nhs_missing) & (r < mess.nhs_missing + mess.nhs_placeholder)
-    bad = (r >= mess.nhs_missing + mess.nhs_placeholder) & (r < mess.nhs_missing + mess.nhs_placeholder + mess.nhs_bad_check)
-    true_nhs = joined["nhs_number"].to_numpy()
     shift = rng.integers(1, 10, n)
-    wrong = true_nhs - true_nhs % 10 + (true_nhs % 10 + shift) % 10
-    nhs = np.where(bad, wrong, true_nhs)
     fmt = rng.random(n)
-    status = np.where(missing, "missing", np.where(placeholder, "placeholder", np.where(bad, "invalid_checksum", "valid")))
     dob_pick = rng.choice(len(mess.dob_formats), size=n, p=[w for _, w in mess.dob_formats])
     pc_r = rng.random(n)
     gender_r = rng.random(n)
     note_pick = rng.integers(0, len(NOTES), n)
+    placeholder_pick = rng.integers(0, len(PLACEHOLDERS), n)
 
-    nhs_text = pl.Series(nhs).cast(pl.String).str.zfill(10)
-    spaced = nhs_text.str.slice(0, 3) + " " + nhs_text.str.slice(3, 3) + " " + nhs_text.str.slice(6, 4)
-    dashed = nhs_text.str.slice(0, 3) + "-" + nhs_text.str.slice(3, 3) + "-" + nhs_text.str.slice(6, 4)
-    dob_text = pl.Series([None] * n, dtype=pl.String)
-    dob = joined["dob"]
-    for i, (f, _) in enumerate(mess.dob_formats):
-        dob_text = pl.select(pl.when(pl.Series(dob_pick == i)).then(dob.dt.strftime(f)).otherwise(dob_text)).to_series()
-    pc = joined["postcode"]
-    pc_text = pl.select(
-        pl.when(pl.Series(pc_r < mess.postcode_missing)).then(None)
-        .when(pl.Series(pc_r < mess.postcode_missing + mess.postcode_lower)).then(pc.str.to_lowercase())
-        .when(pl.Series(pc_r < mess.postcode_missing + mess.postcode_lower + mess.postcode_unspaced)).then(pc.str.replace(" ", ""))
-        .otherwise(pc)).to_series()
-    sex = joined["sex"]
-    if mess.gender_style == "council":
-        long_form = pl.Series(gender_r < 0.3)
-        gender = pl.select(
-            pl.when(sex == "1").then(pl.when(long_form).then(pl.lit("Male")).otherwise(pl.lit("M")))
-            .when(sex == "2").then(pl.when(long_form).then(pl.lit("Female")).otherwise(pl.lit("F")))
-            .otherwise(pl.lit("U"))).to_series()
-    else:
-        gender = sex
-    name = joined["first"] + " " + joined["last"]
-    notes_text = pl.select(
-        pl.lit(pl.Series(np.asarray(NOTES)[note_pick]))
-        .str.replace("{first}", pl.lit(joined["first"]), literal=True)
-        .str.replace("{last}", pl.lit(joined["last"]), literal=True)
-        .str.replace("{phone}", pl.lit(joined["phone"]), literal=True)
-        .str.replace("{address}", pl.lit(joined["address"]), literal=True)
-        .str.replace("{other}", pl.lit(joined["other"]), literal=True)
-    ).to_series()
-    return joined.with_columns(
-        nhs_number=pl.select(
+    missing = r < mess.nhs_missing
+    placeholder = (r >= mess.nhs_missing) & (r < mess.nhs_missing + mess.nhs_placeholder)
+    bad = (r >= mess.nhs_missing + mess.nhs_placeholder) & (r < mess.nhs_missing + mess.nhs_placeholder + mess.nhs_bad_check)
+    status = np.where(missing, "missing", np.where(placeholder, "placeholder", np.where(bad, "invalid_checksum", "valid")))
+    out: dict[str, pl.Series] = {"_nhs_status": pl.Series(status)}
+
+    if "nhs_number" in needed:
+        true_nhs = joined["nhs_number"].to_numpy()
+        wrong = true_nhs - true_nhs % 10 + (true_nhs % 10 + shift) % 10
+        nhs_text = pl.Series(np.where(bad, wrong, true_nhs)).cast(pl.String).str.zfill(10)
+        spaced = nhs_text.str.slice(0, 3) + " " + nhs_text.str.slice(3, 3) + " " + nhs_text.str.slice(6, 4)
+        dashed = nhs_text.str.slice(0, 3) + "-" + nhs_text.str.slice(3, 3) + "-" + nhs_text.str.slice(6, 4)
+        out["nhs_number"] = pl.select(
             pl.when(pl.Series(missing)).then(None)
-            .when(pl.Series(placeholder)).then(pl.Series(PLACEHOLDERS[rng.integers(0, 3, n)]))
+            .when(pl.Series(placeholder)).then(pl.Series(PLACEHOLDERS[placeholder_pick]))
             .when(pl.Series(fmt < mess.nhs_spaced)).then(spaced)
             .when(pl.Series(fmt < mess.nhs_spaced + mess.nhs_dashed)).then(dashed)
-            .otherwise(nhs_text)).to_series(),
-        date_of_birth=dob_text,
-        postcode=pc_text,
-        gender=gender,
-        patient_name=name,
-        client_name=name,
-        triage_notes=notes_text,
-        clinician_notes=notes_text,
-        case_notes=notes_text,
-        gp_practice_code=joined["practice_code_registered"] if "practice_code_registered" in joined.columns else joined["practice_code"],
-        _nhs_status=pl.Series(status),
-    )
+            .otherwise(nhs_text)).to_series()
+    if "date_of_birth" in needed:
+        dob = joined["dob"]
+        text = pl.Series([None] * n, dtype=pl.String)
+        for i, (f, _) in enumerate(mess.dob_formats):
+            text = pl.select(pl.when(pl.Series(dob_pick == i)).then(dob.dt.strftime(f)).otherwise(text)).to_series()
+        out["date_of_birth"] = text
+    if "postcode" in needed:
+        pc = joined["postcode"]
+        out["postcode"] = pl.select(
+            pl.when(pl.Series(pc_r < mess.postcode_missing)).then(None)
+            .when(pl.Series(pc_r < mess.postcode_missing + mess.postcode_lower)).then(pc.str.to_lowercase())
+            .when(pl.Series(pc_r < mess.postcode_missing + mess.postcode_lower + mess.postcode_unspaced))
+            .then(pc.str.replace(" ", ""))
+            .otherwise(pc)).to_series()
+    if "gender" in needed:
+        sex = joined["sex"]
+        if mess.gender_style == "council":
+            long_form = pl.Series(gender_r < 0.3)
+            out["gender"] = pl.select(
+                pl.when(sex == "1").then(pl.when(long_form).then(pl.lit("Male")).otherwise(pl.lit("M")))
+                .when(sex == "2").then(pl.when(long_form).then(pl.lit("Female")).otherwise(pl.lit("F")))
+                .otherwise(pl.lit("U"))).to_series()
+        else:
+            out["gender"] = sex
+    for col in needed & {"patient_name", "client_name"}:
+        out[col] = joined["first"] + " " + joined["last"]
+    notes_cols = needed & {"triage_notes", "clinician_notes", "case_notes"}
+    if notes_cols:
+        notes = pl.select(
+            pl.lit(pl.Series(np.asarray(NOTES)[note_pick]))
+            .str.replace("{first}", pl.lit(joined["first"]), literal=True)
+            .str.replace("{last}", pl.lit(joined["last"]), literal=True)
+            .str.replace("{phone}", pl.lit(joined["phone"]), literal=True)
+            .str.replace("{address}", pl.lit(joined["address"]), literal=True)
+            .str.replace("{other}", pl.lit(joined["other"]), literal=True)
+        ).to_series()
+        for col in notes_cols:
+            out[col] = notes
+    if "gp_practice_code" in needed:
+        out["gp_practice_code"] = joined["practice_code_registered" if "practice_code_registered" in joined.columns
+                                         else "practice_code"]
+    keep = [c for c in joined.columns if c in frame.columns or c in {"address", "phone"} & needed]
+    return joined.select(keep).with_columns(**out)
 
 
 def write_feed_tables(
@@ -184,7 +196,7 @@ def write_feed_tables(
         frame = tables[tname]
         mess = MESS.get(tname, Mess())
         if "person_id" in frame.columns:
-            frame = _dress(frame, people, ident, mess, rng)
+            frame = _dress(frame, people, ident, mess, rng, set(spec.column_names))
         period_col = PERIOD_BY.get(tname)
         if period_col == "year_end":
             period = pl.col("year_end").cast(pl.String)

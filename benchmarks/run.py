@@ -1,0 +1,135 @@
+"""`make bench`: generation time and peak memory (175k and 2M people), and validation-gate
+throughput as a ratio against a bare DuckDB scan of the same file.
+
+Each measured step runs in its own child process, which reports its own peak RSS.
+Timings are medians of repeated runs; the validation ratio compares the gate with DuckDB on
+the same file in the same command, so machine noise largely cancels. Results go to
+``benchmarks/results/latest.json`` and ``latest.md`` (and a dated copy).
+
+    python -m benchmarks.run [--quick]    # --quick: 20k and 200k people, one repeat
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+WORK = HERE / "work"
+
+
+def child(args: list[str]) -> tuple[float, float, str]:
+    """Run ``python -m benchmarks.tasks ARGS``; return (seconds, peak RSS in MB, stdout)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.tasks", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "GX_ANALYTICS_ENABLED": "false"})
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - started
+    if proc.returncode:
+        raise SystemExit(f"benchmark task {args} failed:\n{err[-3000:]}")
+    peak = json.loads(out.strip().splitlines()[-1]).get("peak_rss_mb", 0.0)
+    return seconds, peak, out
+
+
+def bench_generation(population: int, repeats: int) -> dict:
+    times, peaks, rows = [], [], 0
+    for _ in range(repeats):
+        root = WORK / f"synth-{population}"
+        shutil.rmtree(root, ignore_errors=True)
+        _, peak, out = child(["synth", str(population), str(root)])
+        info = json.loads(out.strip().splitlines()[-1])
+        times.append(info["seconds"])
+        peaks.append(peak)
+        rows = info["rows"]
+    return {"population": population, "repeats": repeats, "median_seconds": round(statistics.median(times), 2),
+            "all_seconds": [round(t, 2) for t in times], "peak_rss_mb": round(max(peaks)), "rows": rows,
+            "rows_per_second": round(rows / statistics.median(times))}
+
+
+def bench_validation(source_population: int, repeats: int, batch_mb: int, small_batch_mb: int = 8) -> dict:
+    root = WORK / f"synth-{source_population}"
+    if not (root / "landing").exists():
+        child(["synth", str(source_population), str(root)])
+    _, _, out = child(["bigfile", str(root), str(WORK / "validate")])
+    big = json.loads(out.strip().splitlines()[-1])
+    gate_runs, duck_runs, peaks = [], [], []
+    for _ in range(repeats):
+        _, peak, out = child(["validate", big["path"], str(WORK / "validate-root"), str(batch_mb)])
+        info = json.loads(out.strip().splitlines()[-1])
+        gate_runs.append(info["seconds"])
+        peaks.append(peak)
+        _, _, out = child(["duckscan", big["path"]])
+        duck_runs.append(json.loads(out.strip().splitlines()[-1])["seconds"])
+    gate, duck = statistics.median(gate_runs), statistics.median(duck_runs)
+    # Memory follows the batch, not the file: the same file with a quarter of the batch size.
+    _, small_peak, _ = child(["validate", big["path"], str(WORK / "validate-root"), str(small_batch_mb)])
+    return {
+        "file_rows": big["rows"], "file_mb": big["mb"], "batch_mb": batch_mb, "repeats": repeats,
+        "gate_median_seconds": round(gate, 2), "gate_rows_per_second": round(big["rows"] / gate),
+        "duckdb_scan_median_seconds": round(duck, 3), "duckdb_rows_per_second": round(big["rows"] / duck),
+        "gate_to_duckdb_time_ratio": round(gate / duck, 1), "gate_peak_rss_mb": round(max(peaks)),
+        "small_batch_mb": small_batch_mb, "gate_peak_rss_mb_small_batch": round(small_peak),
+    }
+
+
+def table(results: dict) -> str:
+    g = results["generation"]
+    v = results["validation"]
+    lines = [
+        f"Benchmarks ({results['when']}, {results['machine']}):",
+        "",
+        "| benchmark | result |",
+        "|---|---|",
+    ]
+    for r in g:
+        lines.append(f"| synth {r['population']:,} people | {r['median_seconds']} s median of {r['repeats']}, "
+                     f"peak RSS {r['peak_rss_mb']:,} MB, {r['rows']:,} rows ({r['rows_per_second']:,} rows/s) |")
+    lines.append(f"| validation gate, one {v['file_mb']:,} MB delivery of {v['file_rows']:,} rows, "
+                 f"{v['batch_mb']} MB batches | {v['gate_rows_per_second']:,} rows/s "
+                 f"(median {v['gate_median_seconds']} s), peak RSS {v['gate_peak_rss_mb']:,} MB |")
+    lines.append(f"| bare DuckDB scan of the same file | {v['duckdb_rows_per_second']:,} rows/s "
+                 f"(median {v['duckdb_scan_median_seconds']} s) |")
+    lines.append(f"| ratio gate / DuckDB scan (time) | {v['gate_to_duckdb_time_ratio']}x |")
+    lines.append(f"| gate peak RSS with {v['small_batch_mb']} MB batches, same file | "
+                 f"{v['gate_peak_rss_mb_small_batch']:,} MB (memory follows the batch, not the file) |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="small populations, one repeat")
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    sizes = [(20_000, 1), (200_000, 1)] if args.quick else [(175_000, 3), (2_000_000, 1)]
+    results = {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "generation": [],
+    }
+    for population, repeats in sizes:
+        print(f"synth {population:,} people x{repeats} ...", flush=True)
+        results["generation"].append(bench_generation(population, repeats))
+    print("validation gate vs DuckDB scan ...", flush=True)
+    # The largest population's outpatient deliveries, joined into one file, are the test file.
+    results["validation"] = bench_validation(sizes[-1][0], 1 if args.quick else 3, batch_mb=32)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    for name in ("latest", stamp):
+        (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / "latest.md").write_text(table(results))
+    print(table(results))
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
