@@ -8,7 +8,13 @@ loads no heavy dependency (Great Expectations is loaded only when a delivery is 
 
 from pipeline.audit import AuditLog
 from pipeline.contracts import check_contracts, require_contract
-from pipeline.errors import ContractError, ContractExpired, DeliveryQuarantined, SafehavenError, UserError
+from pipeline.errors import (
+    ContractError,
+    ContractExpired,
+    DeliveryQuarantined,
+    SafehavenError,
+    UserError,
+)
 from pipeline.settings import Settings, load_settings
 
 __all__ = [
