@@ -141,9 +141,9 @@ def validate(
             raise UserError("give the feed of the file: safehaven validate FILE --feed FEED")
         results = _validate_files(settings, [(Path(file), feed)])
     else:
-        from pipeline.ingest.deliveries import find_deliveries
+        from pipeline.ingest.deliveries import find_delivery_files
 
-        results = _validate_files(settings, [(d.path, d.feed) for d in find_deliveries(settings.landing)])
+        results = _validate_files(settings, find_delivery_files(settings.landing))
     failed = [r for r in results if not r.passed]
     if failed:
         raise UserError(f"{len(failed)} delivery(ies) quarantined; see the reasons above and the .reason.json files")
@@ -211,7 +211,7 @@ def demo(
 ) -> None:
     """Run the whole job on built-in defaults: synthetic population, then the validation gate."""
     from pipeline.contracts import check_contracts
-    from pipeline.ingest.deliveries import find_deliveries
+    from pipeline.ingest.deliveries import find_delivery_files
     from pipeline.synth import EXTRACT_DATE
 
     # A synthetic run is a replay "as of" the extract date, and may accept the 9xx range.
@@ -224,8 +224,8 @@ def demo(
         raise UserError("contracts have problems:\n  " + "\n  ".join(map(str, problems)))
     console.print("[green]✓[/] contracts check")
     _synth(settings, population, seed)
-    deliveries = find_deliveries(settings.landing)
-    results = _validate_files(settings, [(d.path, d.feed) for d in deliveries])
+    deliveries = find_delivery_files(settings.landing)
+    results = _validate_files(settings, deliveries)
     report = AuditLog(settings.audit_log).verify_or_raise()
     console.print(f"[green]✓[/] audit log intact: {report.entries} entries")
     quarantined = [r for r in results if not r.passed]

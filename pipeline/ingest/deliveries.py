@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.errors import DeliveryError
 
-__all__ = ["DELIVERY_NAME", "Delivery", "find_deliveries"]
+__all__ = ["DELIVERY_NAME", "Delivery", "find_deliveries", "find_delivery_files"]
 
 DELIVERY_NAME = re.compile(
     r"^(?P<table>[a-z][a-z0-9_]*?)_(?P<period>\d{4}(?:-\d{2}){0,2})_v(?P<version>\d+)\.csv$"
@@ -54,6 +54,23 @@ class Delivery:
             version=int(match["version"]),
             path=path,
         )
+
+
+def find_delivery_files(landing: Path, feeds: list[str] | None = None) -> list[tuple[Path, str]]:
+    """Every file waiting in ``landing/<feed>/`` with its feed, well named or not.
+
+    The gate quarantines a file it cannot identify; listing only well-named files would let a
+    misnamed extract sit unnoticed, and raising would let one bad name block every delivery.
+    """
+    landing = Path(landing)
+    if not landing.exists():
+        return []
+    out = []
+    for feed_dir in sorted(p for p in landing.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        if feeds and feed_dir.name not in feeds:
+            continue
+        out += [(f, feed_dir.name) for f in sorted(feed_dir.iterdir()) if f.is_file() and not f.name.startswith(".")]
+    return out
 
 
 def find_deliveries(landing: Path, feeds: list[str] | None = None) -> list[Delivery]:

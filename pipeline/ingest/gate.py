@@ -158,8 +158,15 @@ class ValidationGate:
         path = Path(path)
         if not path.is_file():
             raise DeliveryError(f"delivery file not found: {path}")
-        delivery = Delivery.from_path(path, feed)
-        contract = self.contract(delivery.feed)  # raises before anything is read
+        feed = feed or path.parent.name
+        contract = self.contract(feed)  # raises before anything is read
+        try:
+            delivery = Delivery.from_path(path, feed)
+        except DeliveryError as exc:
+            unknown = Delivery(feed=feed, table="unidentified", period="unknown", version=0, path=path)
+            result = GateResult(delivery_id=unknown.id, feed=feed, table=unknown.table, file=path.name,
+                                passed=False, contract_version=contract.version, reasons=[str(exc)])
+            return self._finish(result, unknown, time.perf_counter())
         started = time.perf_counter()
         result = GateResult(
             delivery_id=delivery.id,

@@ -149,3 +149,16 @@ def test_unknown_table_for_the_feed_is_quarantined(settings, make_delivery):
     path = make_delivery("ecds", "ecds_something_2025-06_v1.csv", rows())
     result = ValidationGate(settings).validate(path, "ecds")
     assert not result.passed and "not declared in contract 'ecds'" in result.reasons[0]
+
+
+def test_a_misnamed_file_is_quarantined_and_does_not_block_the_others(settings, make_delivery):
+    from pipeline.ingest.deliveries import find_delivery_files
+
+    make_delivery("ecds", NAME, rows())
+    odd = make_delivery("ecds", "A&E extract June.csv", rows())
+    gate = ValidationGate(settings)
+    results = {p.name: gate.validate(p, feed) for p, feed in find_delivery_files(settings.landing)}
+    assert results[NAME].passed
+    bad = results["A&E extract June.csv"]
+    assert not bad.passed and "cannot identify delivery" in bad.reasons[0]
+    assert not odd.exists() and bad.quarantined_to
