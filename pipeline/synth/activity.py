@@ -55,6 +55,12 @@ def _dates(rng, n: int, start: dt.date, end: dt.date) -> np.ndarray:
     return np.datetime64(start) + rng.integers(0, span, size=n).astype("timedelta64[D]")
 
 
+def _numbered(frame: pl.DataFrame, id_column: str, prefix: str, width: int, *sort_by: str) -> pl.DataFrame:
+    """Sort records and give each a record id ``<prefix><zero-padded number>`` in that order."""
+    number = pl.int_range(1, pl.len() + 1).cast(pl.String).str.zfill(width)
+    return frame.sort(*sort_by).with_columns(pl.format(prefix + "{}", number).alias(id_column))
+
+
 def _choice(rng, options, n):
     values, probs = options
     p = np.asarray(probs, dtype=float)
@@ -136,9 +142,8 @@ def generate_activity(rng: np.random.Generator, people: pl.DataFrame, geo: Geogr
         "provider_code": PROVIDERS["acute"],
         "emergency": emergency,
         "via_ae": via_ae,
-    }).sort("admission_date", "person_id")
-    apc = apc.with_columns(
-        spell_id=pl.format("APC{}", pl.int_range(1, pl.len() + 1).cast(pl.String).str.zfill(9)),
+    })
+    apc = _numbered(apc, "spell_id", "APC", 9, "admission_date", "person_id").with_columns(
         discharge_date=pl.when(pl.col("discharged")).then(pl.col("discharge_date")).otherwise(None),
     ).drop("discharged")
 
@@ -151,14 +156,13 @@ def generate_activity(rng: np.random.Generator, people: pl.DataFrame, geo: Geogr
         ae_parts.append(pl.DataFrame({"person_id": pid[i], "arrival_date": _dates(rng, i.size, start, end),
                                       "admitted": np.where(rng.random(i.size) < 0.04, "Y", "N")}))
     linked = apc.filter(pl.col("via_ae")).select("person_id", arrival_date="admission_date").with_columns(admitted=pl.lit("Y"))
-    ecds = pl.concat([*ae_parts, linked]).sort("arrival_date", "person_id")
+    ecds = _numbered(pl.concat([*ae_parts, linked]), "attendance_id", "AE", 9, "arrival_date", "person_id")
     m = ecds.height
     dept = np.where(ecds["admitted"].to_numpy() == "Y", "01", _choice(rng, (["01", "03", "04", "02"], [0.6, 0.28, 0.1, 0.02]), m))
     acuity = np.where(ecds["admitted"].to_numpy() == "Y",
                       _choice(rng, (["1", "2", "3"], [0.15, 0.45, 0.40]), m),
                       _choice(rng, (["2", "3", "4", "5"], [0.1, 0.35, 0.4, 0.15]), m))
     ecds = ecds.with_columns(
-        attendance_id=pl.format("AE{}", pl.int_range(1, pl.len() + 1).cast(pl.String).str.zfill(9)),
         department_type=pl.Series(dept.astype(str)),
         acuity=pl.Series(acuity.astype(str)),
         provider_code=pl.lit(PROVIDERS["acute"]),
@@ -169,7 +173,7 @@ def generate_activity(rng: np.random.Generator, people: pl.DataFrame, geo: Geogr
     dna_p = 0.05 + 0.05 * dep[i]
     status = np.where(rng.random(i.size) < dna_p, "3",
                       _choice(rng, (["5", "6", "7", "2", "4"], [0.88, 0.04, 0.01, 0.04, 0.03]), i.size))
-    op = pl.DataFrame({
+    op = _numbered(pl.DataFrame({
         "person_id": pid[i],
         "appointment_date": _dates(rng, i.size, HISTORY_START, HISTORY_END),
         "attendance_status": status.astype(str),
@@ -177,28 +181,25 @@ def generate_activity(rng: np.random.Generator, people: pl.DataFrame, geo: Geogr
         "treatment_function_code": np.asarray(TFC, dtype=object)[rng.integers(0, len(TFC), i.size)].astype(str),
         "appointment_cost": np.round(rng.uniform(110, 260, i.size), 2),
         "provider_code": PROVIDERS["acute"],
-    }).sort("appointment_date", "person_id").with_columns(
-        attendance_id=pl.format("OP{}", pl.int_range(1, pl.len() + 1).cast(pl.String).str.zfill(10)))
+    }), "attendance_id", "OP", 10, "appointment_date", "person_id")
 
     # Community and mental health contacts.
     i = _repeat(rng.poisson(lam_cs * 3))
-    csds = pl.DataFrame({
+    csds = _numbered(pl.DataFrame({
         "person_id": pid[i],
         "contact_date": _dates(rng, i.size, HISTORY_START, HISTORY_END),
         "service_type": _choice(rng, CSDS_SERVICES, i.size).astype(str),
         "duration_minutes": rng.integers(10, 91, i.size),
         "provider_code": PROVIDERS["community"],
-    }).sort("contact_date", "person_id").with_columns(
-        contact_id=pl.format("CS{}", pl.int_range(1, pl.len() + 1).cast(pl.String).str.zfill(9)))
+    }), "contact_id", "CS", 9, "contact_date", "person_id")
     i = _repeat(rng.poisson(lam_mh * 3))
-    mhsds = pl.DataFrame({
+    mhsds = _numbered(pl.DataFrame({
         "person_id": pid[i],
         "contact_date": _dates(rng, i.size, HISTORY_START, HISTORY_END),
         "team_type": _choice(rng, MH_TEAMS, i.size).astype(str),
         "attended": np.where(rng.random(i.size) < 0.86, "Y", "N"),
         "provider_code": PROVIDERS["mental_health"],
-    }).sort("contact_date", "person_id").with_columns(
-        contact_id=pl.format("MH{}", pl.int_range(1, pl.len() + 1).cast(pl.String).str.zfill(9)))
+    }), "contact_id", "MH", 9, "contact_date", "person_id")
 
     # GP: registrations (a previous practice for some), LTC diagnoses, prescribing per year.
     reg_start = np.datetime64(HISTORY_END) - rng.integers(0, 365 * 15, n).astype("timedelta64[D]")
@@ -266,8 +267,8 @@ def generate_activity(rng: np.random.Generator, people: pl.DataFrame, geo: Geogr
         "start_date": start,
         "end_date": end,
         "weekly_cost": np.round(lo + (hi - lo) * rng.random(i.size), 2),
-    }).sort("start_date", "client_id").with_columns(
-        service_id=pl.format("SV{}", pl.int_range(1, pl.len() + 1).cast(pl.String).str.zfill(8)),
+    })
+    services = _numbered(services, "service_id", "SV", 8, "start_date", "client_id").with_columns(
         end_date=pl.when(pl.col("end_date") <= pl.lit(HISTORY_END)).then(pl.col("end_date")).otherwise(None),
     )
 
