@@ -29,8 +29,9 @@ audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log."
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(audit_app, name="audit")
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+_WIDTH = None if sys.stdout.isatty() else 120  # logs and CI get readable tables too
+console = Console(highlight=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, width=_WIDTH)
 
 DataRoot = Annotated[
     Path | None, typer.Option("--data-root", help="Root of the data zones (env SAFEHAVEN_DATA_ROOT; default ./data).")
@@ -69,17 +70,22 @@ def contracts_check(data_root: DataRoot = None, contracts_dir: ContractsDir = No
     results = check_contracts(settings.contracts_dir, settings.today())
     audit = AuditLog(settings.audit_log)
     table = Table(title=f"Contracts in {settings.contracts_dir} (as of {settings.today()})")
-    for col in ("contract", "version", "tables", "legal basis", "expires", "status"):
+    for col in ("feed", "version", "tables", "common-law basis", "reference", "expires", "status"):
         table.add_column(col)
     bad = 0
     for r in results:
         c = r.contract
         law = c.ig.legalBasis.commonLaw if c else None
+        expires = "-"
+        if law and law.expires:
+            days = (law.expires - settings.today()).days
+            expires = f"{law.expires.isoformat()} ({days} days)" if days >= 0 else law.expires.isoformat()
+            if 0 <= days <= 90:
+                err_console.print(f"[yellow]! {r.path.name}: the legal basis expires in {days} days; renew it[/]")
         status = "[green]ok[/]" if r.ok else ("[red]EXPIRED[/]" if r.expired else f"[red]{len(r.problems)} problem(s)[/]")
         table.add_row(
-            r.path.name, c.version if c else "-", ", ".join(c.tables) if c else "-",
-            f"{law.basis} {law.reference or ''}" if law else "-",
-            law.expires.isoformat() if law and law.expires else "-", status,
+            r.path.name.removesuffix(".odcs.yaml"), c.version if c else "-", str(len(c.tables)) if c else "-",
+            str(law.basis) if law else "-", (law.reference or "-") if law else "-", expires, status,
         )
         bad += not r.ok
         audit.append("contract.checked", {"file": r.path.name, "ok": r.ok, "expired": r.expired,
