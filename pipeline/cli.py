@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except SafehavenError as exc:
-        err_console.print(f"[bold red]error:[/] {redact(str(exc))}")
+        err_console.print(f"[bold red]error:[/] {redact(str(exc))}", soft_wrap=True)
         sys.exit(exit_code_for(exc))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
