@@ -22,11 +22,13 @@ import polars as pl
 from pipeline.contracts import FeedContract
 from pipeline.synth.population import EXTRACT_DATE
 
-FIRST_NAMES = ["Olivia", "Amelia", "Isla", "Ava", "Mia", "Ivy", "Lily", "Grace", "Freya", "Ella",
-               "Margaret", "Patricia", "Susan", "Linda", "Barbara", "Jean", "Joan", "Irene", "Doris",
-               "Noah", "Oliver", "George", "Arthur", "Leo", "Harry", "Oscar", "Jack", "Charlie",
-               "Thomas", "David", "John", "Peter", "Michael", "Robert", "Brian", "Kenneth", "Derek",
-               "Aisha", "Mohammed", "Priya", "Wei", "Tomasz", "Agnieszka", "Kwame", "Chidi", "Sofia"]
+FEMALE_NAMES = ["Olivia", "Amelia", "Isla", "Ava", "Mia", "Ivy", "Lily", "Grace", "Freya", "Ella",
+                "Margaret", "Patricia", "Susan", "Linda", "Barbara", "Jean", "Joan", "Irene", "Doris",
+                "Aisha", "Priya", "Wei", "Agnieszka", "Sofia", "Ngozi"]
+MALE_NAMES = ["Noah", "Oliver", "George", "Arthur", "Leo", "Harry", "Oscar", "Jack", "Charlie",
+              "Thomas", "David", "John", "Peter", "Michael", "Robert", "Brian", "Kenneth", "Derek",
+              "Mohammed", "Tomasz", "Kwame", "Chidi", "Arjun", "Jun", "Luca"]
+FIRST_NAMES = FEMALE_NAMES + MALE_NAMES
 SURNAMES = ["Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Patel",
             "Robinson", "Wright", "Thompson", "Evans", "Walker", "White", "Roberts", "Green", "Hall",
             "Wood", "Jackson", "Clarke", "Khan", "Hughes", "Edwards", "Turner", "Hill", "Moore",
@@ -83,7 +85,11 @@ NSPL_EDITION = "2026-02"
 def person_identity(people: pl.DataFrame) -> pl.DataFrame:
     """Name, address and phone per person (consistent across feeds)."""
     pid = people["person_id"].to_numpy()
-    first = np.asarray(FIRST_NAMES)[(pid * 7919) % len(FIRST_NAMES)]
+    female = people["sex"].to_numpy() == "2"
+    male = people["sex"].to_numpy() == "1"
+    first = np.where(female, np.asarray(FEMALE_NAMES)[(pid * 7919) % len(FEMALE_NAMES)],
+                     np.where(male, np.asarray(MALE_NAMES)[(pid * 7919) % len(MALE_NAMES)],
+                              np.asarray(FIRST_NAMES)[(pid * 7919) % len(FIRST_NAMES)]))
     last = np.asarray(SURNAMES)[(pid * 104729) % len(SURNAMES)]
     other = np.asarray(FIRST_NAMES)[(pid * 31) % len(FIRST_NAMES)]
     street = np.asarray(STREETS)[(pid * 13) % len(STREETS)]
