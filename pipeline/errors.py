@@ -22,6 +22,9 @@ __all__ = [
     "ContractExpired",
     "DeliveryError",
     "DeliveryQuarantined",
+    "KeyMismatch",
+    "KeystoreError",
+    "OptOutListStale",
     "SafehavenError",
     "SettingsError",
     "TransientError",
@@ -95,6 +98,24 @@ class AuditTampered(AuditError):
     def __init__(self, message: str, line: int):
         super().__init__(message)
         self.line = line
+
+
+class KeystoreError(UserError):
+    """The keystore is missing, cannot be opened, or a key version is not usable."""
+
+    exit_code = 40
+
+
+class KeyMismatch(UserError):
+    """Data pseudonymised under one key met data or a run under another (by fingerprint)."""
+
+    exit_code = 41
+
+
+class OptOutListStale(UserError):
+    """An opt-out list is missing or older than its contract allows; nothing is staged."""
+
+    exit_code = 42
 
 
 class TransientError(SafehavenError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import SettingsError
@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         description="Bytes of CSV read per validation batch; bounds the gate's memory.",
     )
     log_level: str = Field("INFO", description="Logging level for the pipeline's loggers.")
+    kek: SecretStr | None = Field(
+        None, description="Key-encryption key for the keystore: 32 bytes as hex or base64 (secret)."
+    )
+    keystore_passphrase: SecretStr | None = Field(
+        None, description="Passphrase the keystore's key-encryption key is derived from (secret)."
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -86,6 +92,16 @@ class Settings(BaseSettings):
     def synthetic_truth(self) -> Path:
         """Ground truth of a synthetic population: read by tests and evaluation, never by flows."""
         return self.data_root / "synthetic-truth"
+
+    @property
+    def keystore_path(self) -> Path:
+        """The local keystore (encrypted master secrets); never scanned into outputs."""
+        return self.data_root / "keys" / "keystore.json"
+
+    @property
+    def prefect_home(self) -> Path:
+        """Prefect's home (its SQLite database) for ephemeral runs, kept under the data root."""
+        return self.data_root / "prefect"
 
     def today(self) -> dt.date:
         """The date contracts are checked against."""
