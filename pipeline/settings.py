@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,10 @@ class Settings(BaseSettings):
         description="Bytes of CSV read per validation batch; bounds the gate's memory.",
     )
     log_level: str = Field("INFO", description="Logging level for the pipeline's loggers.")
+    validation_engine: Literal["polars", "gx"] = Field(
+        "polars",
+        description="Rule engine at the gate: polars (fast, streaming) or gx (the reference engine).",
+    )
     kek: SecretStr | None = Field(
         None, description="Key-encryption key for the keystore: 32 bytes as hex or base64 (secret)."
     )

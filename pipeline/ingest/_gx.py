@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.contracts.model import TableSpec
-from pipeline.contracts.suites import compile_suite
+from pipeline.contracts.suites import compile_suite, suite_name
 
 #: Keeps failing values out of results and Data Docs; do not widen it.
 RESULT_FORMAT = {
@@ -108,6 +108,57 @@ class GxProject:
                     )
                 )
         return counts, structure_ok
+
+    def record_counts(self, table: TableSpec, columns: list[str], counts: list[ExpectationCount],
+                      passed: dict[str, bool], run_name: str) -> None:
+        """Store counts computed by the fast engine as a GX validation result, so Data Docs
+        cover every delivery whichever engine judged it. Counts only, never values."""
+        from great_expectations.core import (
+            ExpectationSuiteValidationResult,
+            ExpectationValidationResult,
+        )
+        from great_expectations.core.run_identifier import RunIdentifier
+        from great_expectations.data_context.types.resource_identifiers import (
+            ExpectationSuiteIdentifier,
+            ValidationResultIdentifier,
+        )
+
+        self._checkpoint(table, columns)  # makes sure the suite exists and is current
+        suite = self.context.suites.get(suite_name(table))
+        by_rule = {c.rule: c for c in counts}
+        results = []
+        for expectation in suite.expectations:
+            rule = (expectation.meta or {}).get("rule")
+            if rule == "__columns__":
+                results.append(ExpectationValidationResult(
+                    success=True, expectation_config=expectation.configuration,
+                    result={"observed_value": sorted(expectation.configuration.kwargs.get("column_set", []))}))
+                continue
+            c = by_rule.get(rule)
+            if c is None:
+                continue
+            considered = c.elements - c.missing
+            results.append(ExpectationValidationResult(
+                success=passed.get(rule, False), expectation_config=expectation.configuration,
+                result={"element_count": c.elements, "missing_count": c.missing,
+                        "missing_percent": 100.0 * c.missing / c.elements if c.elements else 0.0,
+                        "unexpected_count": c.unexpected,
+                        "unexpected_percent": 100.0 * c.unexpected / considered if considered else 0.0,
+                        "partial_unexpected_list": []}))
+        good = sum(r.success for r in results)
+        run_id = RunIdentifier(run_name=run_name)
+        outcome = ExpectationSuiteValidationResult(
+            success=good == len(results), results=results, suite_name=suite.name,
+            statistics={"evaluated_expectations": len(results), "successful_expectations": good,
+                        "unsuccessful_expectations": len(results) - good,
+                        "success_percent": 100.0 * good / len(results) if results else 100.0},
+            meta={"run_id": run_id, "engine": "safehaven-polars", "active_batch_definition": None,
+                  "batch_markers": {}, "batch_spec": {}},
+        )
+        key = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
+            run_id=run_id, batch_identifier=run_name)
+        self.context.validation_results_store.set(key, outcome)
 
     def build_data_docs(self) -> Path:
         self.context.build_data_docs()

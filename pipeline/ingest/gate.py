@@ -29,12 +29,12 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from pipeline.audit import AuditLog
 from pipeline.contracts import FeedContract, TableSpec, require_contract
@@ -42,13 +42,12 @@ from pipeline.contracts.suites import numeric_shadow
 from pipeline.errors import DeliveryError, DeliveryQuarantined
 from pipeline.ingest._gx import GxProject
 from pipeline.ingest.deliveries import Delivery
+from pipeline.ingest.rules import count_rules, read_batches
 from pipeline.logs import contains_identifier
 from pipeline.settings import Settings
 
-__all__ = ["NULL_VALUES", "GateResult", "RuleOutcome", "ValidationGate"]
+__all__ = ["GateResult", "RuleOutcome", "ValidationGate"]
 
-#: Text that means "no value" in a delivery.
-NULL_VALUES = ["", "NULL", "null"]
 _SAFE_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .-]{0,63}$")
 
 
@@ -191,7 +190,7 @@ class ValidationGate:
 
         try:
             self._validate_rows(delivery, table, columns, result, on_batch)
-        except pa.ArrowInvalid:
+        except (pa.ArrowInvalid, pl.exceptions.ComputeError, pl.exceptions.NoDataError):
             # Arrow's message quotes the offending row: never pass it on.
             result.reasons.append(
                 f"the CSV could not be parsed after row {result.rows:,} "
@@ -226,26 +225,26 @@ class ValidationGate:
             result.warnings.append(f"optional column(s) absent: {', '.join(missing_optional)}")
         return [h for h in header if h in declared]
 
-    def _batches(self, path: Path, header: list[str]) -> Iterator[pa.RecordBatch]:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=self.settings.validation_batch_bytes),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in header},
-                strings_can_be_null=True,
-                null_values=NULL_VALUES,
-                quoted_strings_can_be_null=True,
-            ),
-        )
-        yield from reader
-
     def _validate_rows(self, delivery, table, columns, result, on_batch) -> None:
+        if self.settings.validation_engine == "polars":
+            rows, batches, counts = count_rules(
+                delivery.path, table, columns, self.settings.validation_batch_bytes, on_batch
+            )
+            result.rows, result.batches = rows, batches
+            totals = {c.rule: [c.elements, c.missing, c.unexpected] for c in counts}
+            self._judge(table, totals, result)
+            self.gx.record_counts(table, columns, counts,
+                                  {o.rule: o.passed for o in result.outcomes}, run_name=f"{delivery.slug}__all")
+            return
+        self._validate_rows_gx(delivery, table, columns, result, on_batch)
+
+    def _validate_rows_gx(self, delivery, table, columns, result, on_batch) -> None:
         import pandas as pd
 
         totals: dict[str, list[int]] = {r.name: [0, 0, 0] for r in table.rules if r.column in columns}
         ranged = [r for r in table.rules if r.column in columns and (r.minimum is not None or r.maximum is not None)]
         structure_ok = True
-        for i, batch in enumerate(self._batches(delivery.path, columns)):
+        for i, batch in enumerate(read_batches(delivery.path, columns, self.settings.validation_batch_bytes)):
             frame = batch.to_pandas()
             for r in ranged:
                 frame[numeric_shadow(r.column)] = pd.to_numeric(frame[r.column], errors="coerce")
@@ -264,6 +263,11 @@ class ValidationGate:
                 on_batch(batch.num_rows)
         if not structure_ok:
             result.reasons.append("the batch columns did not match the contract")
+        self._judge(table, totals, result)
+
+    @staticmethod
+    def _judge(table: TableSpec, totals: dict[str, list[int]], result: GateResult) -> None:
+        """Judge each rule on the whole delivery's counts."""
         for rule in table.rules:
             if rule.name not in totals:
                 continue
