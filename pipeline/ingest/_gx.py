@@ -152,7 +152,9 @@ class GxProject:
             statistics={"evaluated_expectations": len(results), "successful_expectations": good,
                         "unsuccessful_expectations": len(results) - good,
                         "success_percent": 100.0 * good / len(results) if results else 100.0},
-            meta={"run_id": run_id, "engine": "safehaven-polars", "active_batch_definition": None,
+            meta={"run_id": run_id, "engine": "safehaven-polars",
+                  "active_batch_definition": {"datasource_name": "deliveries", "data_asset_name": table.name,
+                                              "batch_definition_name": "whole-delivery-polars-engine"},
                   "batch_markers": {}, "batch_spec": {}},
         )
         key = ValidationResultIdentifier(

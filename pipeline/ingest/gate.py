@@ -26,6 +26,7 @@ import csv
 import datetime as dt
 import hashlib
 import json
+import logging
 import re
 import shutil
 import time
@@ -47,6 +48,8 @@ from pipeline.logs import contains_identifier
 from pipeline.settings import Settings
 
 __all__ = ["GateResult", "RuleOutcome", "ValidationGate"]
+
+log = logging.getLogger("pipeline.gate")
 
 _SAFE_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .-]{0,63}$")
 
@@ -283,6 +286,13 @@ class ValidationGate:
             if not passed:
                 (result.reasons if rule.blocking else result.warnings).append(outcome.describe())
 
+    def quarantine(self, delivery: Delivery, reasons: list[str], contract_version: str) -> GateResult:
+        """Quarantine a delivery a later step rejected (e.g. the firewall), with its reasons."""
+        result = GateResult(delivery_id=delivery.id, feed=delivery.feed, table=delivery.table,
+                            file=delivery.path.name, passed=False, contract_version=contract_version,
+                            reasons=list(reasons))
+        return self._finish(result, delivery, time.perf_counter())
+
     # ------------------------------------------------------------------------------------
     def _finish(self, result: GateResult, delivery: Delivery, started: float) -> GateResult:
         result.passed = not result.reasons
@@ -313,6 +323,10 @@ class ValidationGate:
                 | {"failing_rules": [o.rule for o in result.outcomes if not o.passed]},
             )
         else:
+            stale_receipt = self.settings.validation_dir / "receipts" / delivery.feed / f"{delivery.path.name}.json"
+            stale_receipt.unlink(missing_ok=True)
+            for reason in result.reasons:
+                log.warning("delivery %s quarantined: %s", result.delivery_id, reason)
             target_dir = self.settings.quarantine / delivery.feed
             target_dir.mkdir(parents=True, exist_ok=True)
             stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")

@@ -1,0 +1,291 @@
+"""Ingest one delivery: contract -> validation gate -> firewall -> opt-outs -> staged Parquet.
+
+``Ingestor.ingest(path, feed)`` is what the Prefect task calls; ``ingest_all`` does every
+waiting delivery in a safe order (reference data, then opt-out lists, then activity), because
+activity feeds need the postcode lookup and in-date opt-out lists.
+
+Outcomes: ``staged`` (new Parquet + manifest), ``skipped`` (already staged from the same file
+under the same key: a no-op), ``quarantined`` (failed the gate or the firewall's checks; moved
+whole to ``landing/_quarantine``). Contract, key and stale-opt-out problems raise: they are
+not the delivery's fault and nothing is read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+import pipeline
+from pipeline.audit import AuditLog
+from pipeline.contracts import FeedContract, FeedKind
+from pipeline.errors import OptOutListStale
+from pipeline.ingest.deliveries import Delivery, find_delivery_files
+from pipeline.ingest.firewall import Firewall, FirewallKeys, normalised_postcode
+from pipeline.ingest.gate import GateResult, ValidationGate, _sha256
+from pipeline.ingest.rules import read_batches
+from pipeline.ingest.staging import (
+    ParquetOut,
+    pin_linkage_key,
+    read_manifest,
+    staged_paths,
+    write_json_atomic,
+)
+from pipeline.keys import KeyDomain, Keystore
+from pipeline.settings import Settings
+
+__all__ = ["INGEST_ORDER", "IngestResult", "Ingestor"]
+
+log = logging.getLogger("pipeline.ingest")
+
+#: Feed kinds in the order they must be ingested.
+INGEST_ORDER = (FeedKind.REFERENCE, FeedKind.OPT_OUT_LIST, FeedKind.ACTIVITY)
+#: Which opt-out list feed answers which contract question.
+OPT_OUT_FEEDS = {"ndoo": ("ndoo", "ndoo_list", "nationalDataOptOut"),
+                 "type1": ("type1_optout", "type1_optout_list", "type1OptOut")}
+
+
+@dataclass
+class IngestResult:
+    delivery_id: str
+    feed: str
+    file: str
+    status: str  # staged | skipped | quarantined
+    rows_in: int = 0
+    rows_out: int = 0
+    seconds: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    manifest: str | None = None
+
+
+def _period_date(period: str) -> dt.date:
+    """The date a delivery period stands for: the day itself, or the first of the month/year."""
+    parts = [int(p) for p in period.split("-")]
+    return dt.date(parts[0], *(parts[1:] + [1, 1])[:2])
+
+
+class Ingestor:
+    def __init__(self, settings: Settings, keystore: Keystore, audit: AuditLog | None = None):
+        self.settings = settings
+        self.audit = audit or AuditLog(settings.audit_log)
+        self.gate = ValidationGate(settings, self.audit)
+        active = keystore.active_version()
+        previous = [v for v in keystore.usable_versions() if v < active]
+        self.keys = FirewallKeys(
+            linkage=keystore.domain_key(KeyDomain.LINKAGE),
+            postcode=keystore.domain_key(KeyDomain.POSTCODE),
+            local_id=keystore.domain_key(KeyDomain.LOCAL_ID),
+            linkage_previous=keystore.domain_key(KeyDomain.LINKAGE, previous[-1]) if previous else None,
+        )
+        self._lookup: pl.DataFrame | None = None
+
+    # ------------------------------------------------------------------------------------
+    def ingest_all(self, feeds: list[str] | None = None, on_result=None) -> list[IngestResult]:
+        files = find_delivery_files(self.settings.landing, feeds)
+        order = {kind: i for i, kind in enumerate(INGEST_ORDER)}
+        files.sort(key=lambda item: (order[self.gate.contract(item[1]).ig.feedKind], item[1], item[0].name))
+        results = []
+        for path, feed in files:
+            result = self.ingest(path, feed)
+            results.append(result)
+            if on_result:
+                on_result(result)
+        self.gate.build_data_docs()
+        return results
+
+    def ingest(self, path: Path | str, feed: str) -> IngestResult:
+        path = Path(path)
+        started = time.perf_counter()
+        contract = self.gate.contract(feed)  # a contract problem stops here, nothing read
+        try:
+            delivery = Delivery.from_path(path, feed)
+        except Exception:  # noqa: BLE001 - the gate quarantines what it cannot identify
+            return self._from_gate(self.gate.validate(path, feed), started)
+        paths = staged_paths(self.settings.staging, delivery)
+        digest = _sha256(path)
+        manifest = read_manifest(paths.manifest)
+        if manifest and manifest["input"]["sha256"] == digest and \
+                manifest["keys"]["linkage"]["fingerprint"] == self.keys.linkage.fingerprint and paths.parquet.exists():
+            self._mark_done(delivery, paths.manifest)
+            return IngestResult(delivery.id, feed, path.name, "skipped", manifest["rows_in"], manifest["rows_out"],
+                                round(time.perf_counter() - started, 3), manifest=str(paths.manifest))
+        if manifest and manifest["input"]["sha256"] != digest:
+            reason = (f"delivery {delivery.id} was already staged from a different file; a changed "
+                      f"extract must come as a new version (v{delivery.version + 1})")
+            return self._from_gate(self.gate.quarantine(delivery, [reason], contract.version), started)
+
+        checked = self.gate.validate(path, feed)
+        if not checked.passed:
+            return self._from_gate(checked, started)
+        pin_linkage_key(self.settings.staging, self.keys.linkage, self.keys.linkage_previous)
+
+        kind = contract.ig.feedKind
+        table = contract.table(delivery.table)
+        if kind is FeedKind.REFERENCE:
+            firewall = None
+        else:
+            opt_outs = self._opt_outs(contract) if kind is FeedKind.ACTIVITY else {}
+            lookup = self._postcode_lookup() if any(c.action == "postcode-geography" for c in table.columns) else None
+            firewall = Firewall(table, feed, self.keys, lookup=lookup, opt_outs=opt_outs,
+                                allow_test_range=self.settings.allow_synthetic_nhs_numbers)
+        out = ParquetOut(paths.parquet)
+        bridge_out = None
+        if firewall and self.keys.linkage_previous is not None:
+            bridge_dir = (self.settings.staging / "_bridges" /
+                          f"{self.keys.linkage_previous.key_id}__to__{self.keys.linkage.key_id}".replace("/", "-"))
+            bridge_out = ParquetOut(bridge_dir / f"{delivery.slug}.parquet")
+        columns = [c for c in table.column_names if c in checked_columns(path)]
+        rows_in = 0
+        try:
+            if firewall is None:
+                staged = self._reference(path, columns)
+                rows_in = staged.height
+                out.write(staged.to_arrow())
+                counts = {"rows_in": rows_in, "rows_out": staged.height}
+            else:
+                for batch in read_batches(path, columns, self.settings.validation_batch_bytes):
+                    staged, bridge = firewall.transform(pl.from_arrow(batch), rows_in)
+                    rows_in += batch.num_rows
+                    out.write(staged.to_arrow())
+                    if bridge_out is not None and bridge is not None and bridge.height:
+                        bridge_out.write(bridge.to_arrow())
+                counts = firewall.stats.as_dict()
+                if firewall.stats.unparseable:
+                    out.abort()
+                    if bridge_out:
+                        bridge_out.abort()
+                    reasons = [
+                        f"column '{col}', rule '{col}_parses': {n:,} value(s) have the right shape but are "
+                        f"not a real {table.column(col).logical_type} (e.g. a 30th of February)"
+                        for col, n in sorted(firewall.stats.unparseable.items())
+                    ]
+                    for reason in reasons:
+                        log.warning("delivery %s rejected by the firewall: %s", delivery.id, reason)
+                    return self._from_gate(self.gate.quarantine(delivery, reasons, contract.version), started)
+            out.commit()
+            if bridge_out is not None:
+                bridge_out.commit()
+        except BaseException:
+            out.abort()
+            if bridge_out is not None:
+                bridge_out.abort()
+            raise
+        doc = {
+            "delivery": delivery.id,
+            "feed": feed,
+            "table": delivery.table,
+            "period": delivery.period,
+            "version": delivery.version,
+            "contract": {"id": f"safehaven-{feed.replace('_', '-')}", "name": contract.name, "version": contract.version},
+            "input": {"file": path.name, "sha256": digest, "bytes": path.stat().st_size},
+            "output": {"file": paths.parquet.name, "sha256": _sha256(paths.parquet), "rows": out.rows},
+            "rows_in": counts["rows_in"],
+            "rows_out": counts["rows_out"],
+            "counts": counts,
+            "keys": {
+                "linkage": {"key_id": self.keys.linkage.key_id, "fingerprint": self.keys.linkage.fingerprint},
+                "postcode": {"key_id": self.keys.postcode.key_id, "fingerprint": self.keys.postcode.fingerprint},
+                "local_id": {"key_id": self.keys.local_id.key_id, "fingerprint": self.keys.local_id.fingerprint},
+            },
+            "opt_out_lists": getattr(self, "_opt_out_info", {}) if kind is FeedKind.ACTIVITY else {},
+            "code_version": pipeline.__version__,
+            "allow_synthetic_nhs_numbers": self.settings.allow_synthetic_nhs_numbers,
+            "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        write_json_atomic(paths.manifest, doc)  # last: its presence means the delivery is staged
+        self._mark_done(delivery, paths.manifest)
+        self.audit.append("delivery.staged", {
+            "delivery": delivery.id, "rows_in": doc["rows_in"], "rows_out": doc["rows_out"],
+            "nhs_number_status": counts.get("nhs_number_status", {}),
+            "opt_out_removed": counts.get("opt_out_removed", {}),
+            "linkage_key": self.keys.linkage.key_id, "fingerprint": self.keys.linkage.fingerprint,
+        })
+        return IngestResult(delivery.id, feed, path.name, "staged", doc["rows_in"], doc["rows_out"],
+                            round(time.perf_counter() - started, 3), counts=counts, manifest=str(paths.manifest))
+
+    # ------------------------------------------------------------------------------------
+    def _from_gate(self, result: GateResult, started: float) -> IngestResult:
+        return IngestResult(result.delivery_id, result.feed, result.file, "quarantined" if not result.passed else "validated",
+                            result.rows, 0, round(time.perf_counter() - started, 3), reasons=list(result.reasons))
+
+    def _mark_done(self, delivery: Delivery, manifest: Path) -> None:
+        """Mark the raw delivery as ingested, for retention (no identifiers in the marker)."""
+        marker = self.settings.landing / "_ingested" / delivery.feed / f"{delivery.path.name}.json"
+        write_json_atomic(marker, {"delivery": delivery.id, "manifest": str(manifest.relative_to(self.settings.data_root)),
+                                   "marked_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+
+    @staticmethod
+    def _reference(path: Path, columns: list[str]) -> pl.DataFrame:
+        """The postcode lookup's staged form: geography only, no postcodes."""
+        frame = pl.concat([pl.from_arrow(b) for b in read_batches(path, columns, 64 * 2**20)])
+        keep = [c for c in ("lsoa21cd", "ward_code", "ward_name", "imd_decile", "imd_edition") if c in frame.columns]
+        return frame.select(keep).unique().sort(keep).with_columns(pl.col("imd_decile").cast(pl.Int32))
+
+    def _postcode_lookup(self) -> pl.DataFrame:
+        """The newest validated postcode lookup, read from landing into this step's memory only."""
+        if self._lookup is not None:
+            return self._lookup
+        candidates = []
+        for path, _feed in find_delivery_files(self.settings.landing, ["postcode_lookup"]):
+            try:
+                d = Delivery.from_path(path, "postcode_lookup")
+            except Exception:  # noqa: BLE001 - misnamed files are the gate's business
+                continue
+            receipt = self.settings.validation_dir / "receipts" / "postcode_lookup" / f"{path.name}.json"
+            if receipt.exists() and read_manifest(receipt)["sha256"] == _sha256(path):
+                candidates.append((d.period, d.version, path))
+        if not candidates:
+            raise OptOutListStale(
+                "no validated postcode lookup in landing/postcode_lookup: activity feeds cannot derive "
+                "geography without it; deliver and ingest the lookup first"
+            )
+        _, _, path = max(candidates)
+        contract = self.gate.contract("postcode_lookup")
+        columns = list(contract.table("postcode_lookup").column_names)
+        frame = pl.concat([pl.from_arrow(b) for b in read_batches(path, columns, 64 * 2**20)])
+        _, formatted = normalised_postcode(pl.col("postcode"))
+        self._lookup = frame.select(
+            formatted.alias("postcode"), "lsoa21cd", "ward_code",
+            pl.col("imd_decile").cast(pl.Int32), terminated=pl.col("date_terminated").is_not_null(),
+        ).drop_nulls("postcode").unique("postcode", keep="first")
+        return self._lookup
+
+    def _opt_outs(self, contract: FeedContract) -> dict[str, pl.Series]:
+        """Pseudonyms of people whose applicable opt-out removes them; refuses stale lists."""
+        sets, info = {}, {}
+        for name, (feed, table, attribute) in OPT_OUT_FEEDS.items():
+            if not getattr(contract.ig, attribute).applies:
+                continue
+            manifests = sorted((self.settings.staging / feed / table).glob("*.manifest.json"))
+            docs = [read_manifest(m) for m in manifests]
+            docs = [d for d in docs if d and d["keys"]["linkage"]["fingerprint"] == self.keys.linkage.fingerprint]
+            list_contract = self.gate.contract(feed)
+            max_age = list_contract.ig.deliveryCadence.maxAgeDays
+            if not docs:
+                raise OptOutListStale(
+                    f"feed '{contract.name}' needs the {name} opt-out list, and none has been ingested under "
+                    f"the current key; deliver landing/{feed}/ and ingest it first. Nothing was staged"
+                )
+            latest = max(docs, key=lambda d: (d["period"], d["version"]))
+            age = (self.settings.today() - _period_date(latest["period"])).days
+            if age > max_age:
+                raise OptOutListStale(
+                    f"the {name} opt-out list ({latest['delivery']}) is {age} days old; its contract allows "
+                    f"{max_age}. Refusing to stage '{contract.name}' until a current list is ingested"
+                )
+            staged = self.settings.staging / feed / table / latest["output"]["file"]
+            sets[name] = pl.read_parquet(staged, columns=["person_pid"])["person_pid"].drop_nulls().unique()
+            info[name] = {"delivery": latest["delivery"], "age_days": age, "entries": sets[name].len()}
+        self._opt_out_info = info
+        return sets
+
+
+def checked_columns(path: Path) -> list[str]:
+    from pipeline.ingest.gate import read_header
+
+    return read_header(path)

@@ -1,0 +1,124 @@
+"""Staging: one pseudonymised Parquet file per delivery plus its manifest.
+
+    staging/<feed>/<table>/<period>__v<version>.parquet
+    staging/<feed>/<table>/<period>__v<version>.manifest.json   (written last: its presence = done)
+    staging/_keys.json                                           (the linkage key staging is pinned to)
+    staging/_bridges/<old key>__to__<new key>/...parquet         (old-to-new pseudonyms, rotation)
+
+Writes are atomic: a temporary file in the same folder, fsynced, then renamed. A crash leaves
+at most a temporary file (removed on the next run) or a Parquet file with no manifest (redone):
+never a half-written file under its final name. Re-ingesting a delivery whose manifest names
+the same input hash and key is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.errors import KeyMismatch
+from pipeline.ingest.deliveries import Delivery
+from pipeline.keys import DomainKey
+
+__all__ = ["ParquetOut", "StagedPaths", "pin_linkage_key", "read_manifest", "staged_paths", "write_json_atomic"]
+
+
+class StagedPaths:
+    def __init__(self, staging: Path, delivery: Delivery):
+        folder = Path(staging) / delivery.feed / delivery.table
+        stem = f"{delivery.period}__v{delivery.version}"
+        self.folder = folder
+        self.parquet = folder / f"{stem}.parquet"
+        self.manifest = folder / f"{stem}.manifest.json"
+
+
+def staged_paths(staging: Path, delivery: Delivery) -> StagedPaths:
+    return StagedPaths(staging, delivery)
+
+
+def read_manifest(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def write_json_atomic(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(doc, fh, indent=2, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ParquetOut:
+    """Write batches to a temporary Parquet file; ``commit`` renames it into place."""
+
+    def __init__(self, final: Path):
+        self.final = Path(final)
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        for stale in self.final.parent.glob(".tmp-*"):
+            stale.unlink(missing_ok=True)  # leftovers of a crashed run
+        self.tmp = self.final.parent / f".tmp-{uuid.uuid4().hex}.parquet"
+        self._writer: pq.ParquetWriter | None = None
+        self._schema: pa.Schema | None = None
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._schema = table.schema
+            self._writer = pq.ParquetWriter(self.tmp, self._schema, compression="zstd")
+        self._writer.write_table(table.cast(self._schema))
+        self.rows += table.num_rows
+
+    def commit(self, empty_schema: pa.Schema | None = None) -> None:
+        if self._writer is None:
+            pq.write_table(pa.Table.from_pylist([], schema=empty_schema or pa.schema([])), self.tmp)
+        else:
+            self._writer.close()
+        with open(self.tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.tmp, self.final)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def pin_linkage_key(staging: Path, key: DomainKey, accept_previous: DomainKey | None = None) -> None:
+    """Refuse to stage under a linkage key other than the one staging already holds.
+
+    The first ingest pins the key (id and fingerprint, never the key). During a rotation
+    overlap the previous key's pin is accepted and moved to the new key: the bridge written
+    during the overlap links the two.
+    """
+    pin_file = Path(staging) / "_keys.json"
+    pinned = read_manifest(pin_file)
+    record = {"linkage": {"key_id": key.key_id, "fingerprint": key.fingerprint}}
+    if pinned is None:
+        write_json_atomic(pin_file, record)
+        return
+    held = pinned["linkage"]
+    if held["fingerprint"] == key.fingerprint:
+        return
+    if accept_previous is not None and held["fingerprint"] == accept_previous.fingerprint:
+        write_json_atomic(pin_file, record | {"previous": held})
+        return
+    raise KeyMismatch(
+        f"staging holds data pseudonymised under {held['key_id']} (fingerprint {held['fingerprint']}); "
+        f"this run's key is {key.key_id} (fingerprint {key.fingerprint}). Refusing to mix pseudonym "
+        "spaces: use the keystore staging was built with, or re-ingest everything under the new key"
+    )
