@@ -23,7 +23,7 @@ import polars as pl
 import pipeline
 from pipeline.audit import AuditLog
 from pipeline.contracts import FeedContract, FeedKind
-from pipeline.errors import OptOutListStale
+from pipeline.errors import DeliveryError, OptOutListStale
 from pipeline.ingest.deliveries import Delivery, find_delivery_files
 from pipeline.ingest.firewall import Firewall, FirewallKeys, normalised_postcode
 from pipeline.ingest.gate import GateResult, ValidationGate, _sha256
@@ -104,7 +104,7 @@ class Ingestor:
         contract = self.gate.contract(feed)  # a contract problem stops here, nothing read
         try:
             delivery = Delivery.from_path(path, feed)
-        except Exception:  # noqa: BLE001 - the gate quarantines what it cannot identify
+        except DeliveryError:  # the gate quarantines what it cannot identify
             return self._from_gate(self.gate.validate(path, feed), started)
         paths = staged_paths(self.settings.staging, delivery)
         digest = _sha256(path)
@@ -234,7 +234,7 @@ class Ingestor:
         for path, _feed in find_delivery_files(self.settings.landing, ["postcode_lookup"]):
             try:
                 d = Delivery.from_path(path, "postcode_lookup")
-            except Exception:  # noqa: BLE001 - misnamed files are the gate's business
+            except DeliveryError:  # misnamed files are the gate's business
                 continue
             receipt = self.settings.validation_dir / "receipts" / "postcode_lookup" / f"{path.name}.json"
             if receipt.exists() and read_manifest(receipt)["sha256"] == _sha256(path):
