@@ -49,7 +49,22 @@ def _settings(data_root=None, contracts_dir=None, as_of=None, **extra) -> Settin
     settings = load_settings(
         data_root=data_root, contracts_dir=contracts_dir, as_of=as_of.date() if as_of else None, **extra
     )
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The console shows warnings from everyone and our own INFO; Prefect's API log handler is on
+    # its own loggers, so its database still receives run logs at INFO.
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)  # records propagate past logger levels, so gate here
+        handler.setFormatter(fmt)
+    ours = logging.getLogger("pipeline")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(fmt)
+        ours.addHandler(handler)
+        ours.propagate = False
+    ours.setLevel(settings.log_level)
+    for noisy in ("httpx", "prefect.server", "uvicorn", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return settings
 
 
@@ -199,6 +214,77 @@ def _summary(results) -> None:
     console.print(table)
 
 
+# ingest ---------------------------------------------------------------------------------
+@app.command()
+def ingest(
+    feed: Annotated[list[str] | None, typer.Option("--feed", help="Only these feeds (repeatable).")] = None,
+    data_root: DataRoot = None,
+    contracts_dir: ContractsDir = None,
+    as_of: AsOf = None,
+) -> None:
+    """Run the Prefect ingest flow: every waiting delivery from landing/ to pseudonymised staging/."""
+    settings = _settings(data_root, contracts_dir, as_of)
+    results = _run_ingest(settings, feed)
+    if any(r["status"] == "quarantined" for r in results):
+        raise UserError("some deliveries were quarantined; see the reasons above and their .reason.json files")
+
+
+def _export_to_flow(settings: Settings) -> None:
+    """Flows rebuild settings from the environment at their own edge: hand them ours."""
+    import os
+
+    for name in ("contracts_dir", "as_of", "allow_synthetic_nhs_numbers", "validation_batch_bytes",
+                 "validation_engine", "log_level"):
+        value = getattr(settings, name)
+        if value is not None:
+            os.environ[f"SAFEHAVEN_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _run_ingest(settings: Settings, feeds: list[str] | None) -> list[dict]:
+    from pipeline.flows import prefect_environment
+    from pipeline.ingest.deliveries import find_delivery_files
+
+    _export_to_flow(settings)
+    prefect_environment(settings)
+    from pipeline.flows.ingest import ingest_flow, set_progress_hook
+
+    results: list[dict] = []
+    total = len(find_delivery_files(settings.landing, feeds))
+    with _progress() as progress:
+        task = progress.add_task("ingest (starting Prefect)", total=total)
+
+        def hook(result):
+            results.append({"feed": result.feed, "status": result.status, "rows_in": result.rows_in,
+                            "rows_out": result.rows_out, "seconds": result.seconds,
+                            "opt_out_removed": sum(result.counts.get("opt_out_removed", {}).values())})
+            progress.update(task, description=f"ingest {result.delivery_id}")
+            progress.advance(task)
+            if result.status == "quarantined":
+                progress.console.print(f"[red]✗ quarantined[/] {result.delivery_id}")
+                for reason in result.reasons:
+                    progress.console.print(f"    [red]{reason}[/]")
+
+        set_progress_hook(hook)
+        try:
+            ingest_flow(data_root=str(settings.data_root.resolve()), feeds=feeds)
+        finally:
+            set_progress_hook(None)
+        progress.update(task, description="ingest done")
+    table = Table(title="Ingest: landing -> staging")
+    for col in ("feed", "staged", "skipped", "quarantined", "rows in", "rows staged", "opt-out removed", "rows/s"):
+        table.add_column(col, justify="left" if col == "feed" else "right")
+    for feed_name in sorted({r["feed"] for r in results}):
+        rs = [r for r in results if r["feed"] == feed_name]
+        rows_in = sum(r["rows_in"] for r in rs)
+        secs = sum(r["seconds"] for r in rs) or 1e-9
+        q = sum(r["status"] == "quarantined" for r in rs)
+        table.add_row(feed_name, str(sum(r["status"] == "staged" for r in rs)), str(sum(r["status"] == "skipped" for r in rs)),
+                      f"[red]{q}[/]" if q else "0", f"{rows_in:,}", f"{sum(r['rows_out'] for r in rs):,}",
+                      f"{sum(r['opt_out_removed'] for r in rs):,}", f"{rows_in / secs:,.0f}")
+    console.print(table)
+    return results
+
+
 # audit ----------------------------------------------------------------------------------
 @audit_app.command("verify")
 def audit_verify(data_root: DataRoot = None) -> None:
@@ -215,9 +301,8 @@ def demo(
     seed: Annotated[int, typer.Option("--seed")] = 20140601,
     data_root: DataRoot = None,
 ) -> None:
-    """Run the whole job on built-in defaults: synthetic population, then the validation gate."""
+    """Run the whole job on built-in defaults: synthetic population, contracts, ingest to staging."""
     from pipeline.contracts import check_contracts
-    from pipeline.ingest.deliveries import find_delivery_files
     from pipeline.synth import EXTRACT_DATE
 
     # A synthetic run is a replay "as of" the extract date, and may accept the 9xx range.
@@ -230,19 +315,22 @@ def demo(
         raise UserError("contracts have problems:\n  " + "\n  ".join(map(str, problems)))
     console.print("[green]✓[/] contracts check")
     _synth(settings, population, seed)
-    deliveries = find_delivery_files(settings.landing)
-    results = _validate_files(settings, deliveries)
+    results = _run_ingest(settings, None)
     report = AuditLog(settings.audit_log).verify_or_raise()
     console.print(f"[green]✓[/] audit log intact: {report.entries} entries")
-    quarantined = [r for r in results if not r.passed]
+    quarantined = [r for r in results if r["status"] == "quarantined"]
+    staged = sum(r["status"] in {"staged", "skipped"} for r in results)
     console.rule()
     console.print(
         f"Demo produced, under {settings.data_root}:\n"
-        f"  landing/            {len(deliveries)} synthetic deliveries (identifiable; only ingest reads here)\n"
+        f"  landing/            {len(results)} synthetic deliveries (identifiable; only ingest reads here)\n"
+        f"  staging/            {staged} pseudonymised Parquet files with manifests (no identifiers)\n"
+        f"  keys/               the DEMO keystore (synthetic data only; its passphrase is public)\n"
         f"  synthetic-truth/    ground truth and the planted model (never read by flows)\n"
         f"  validation/         receipts and Great Expectations Data Docs\n"
+        f"  prefect/            Prefect's database for the ephemeral ingest run\n"
         f"  audit/audit.jsonl   hash-chained audit log ({report.entries} entries)\n"
-        f"{len(results) - len(quarantined)} passed the gate, {len(quarantined)} quarantined."
+        f"{staged} staged, {len(quarantined)} quarantined."
     )
     if quarantined:
         raise UserError("some synthetic deliveries were quarantined: the generator and contracts disagree")

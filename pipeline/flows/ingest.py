@@ -1,0 +1,109 @@
+"""The ``ingest`` flow: every waiting delivery, one task each, landing -> staging.
+
+Parameters are a data root (a path) and optional feed names; tasks receive the delivery's path
+and feed and return counts. Row-level work has no caching and no result persistence, so no
+frame, key or value reaches Prefect's database; the artifact holds counts only. Keys are
+opened inside the process and never passed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from pipeline.ingest.deliveries import find_delivery_files
+from pipeline.ingest.ingest import INGEST_ORDER, Ingestor
+from pipeline.keys import open_keystore
+from pipeline.logs import install_redaction
+from pipeline.settings import Settings, load_settings
+
+__all__ = ["ingest_flow", "set_progress_hook"]
+
+install_redaction()
+
+_INGESTORS: dict[str, Ingestor] = {}
+_progress_hook = None
+
+
+def set_progress_hook(hook) -> None:
+    """In-process progress reporting for the CLI (never a flow parameter)."""
+    global _progress_hook
+    _progress_hook = hook
+
+
+def _settings(data_root: str) -> Settings:
+    return load_settings(data_root=Path(data_root))
+
+
+def _ingestor(data_root: str) -> Ingestor:
+    """One ingestor (keystore opened once) per process and data root; never passed to tasks."""
+    if data_root not in _INGESTORS:
+        settings = _settings(data_root)
+        keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
+        _INGESTORS[data_root] = Ingestor(settings, keystore)
+    return _INGESTORS[data_root]
+
+
+@task(name="plan-deliveries", cache_policy=NO_CACHE, persist_result=False)
+def plan_deliveries(data_root: str, feeds: list[str] | None) -> list[tuple[str, str]]:
+    ingestor = _ingestor(data_root)
+    files = find_delivery_files(ingestor.settings.landing, feeds)
+    order = {kind: i for i, kind in enumerate(INGEST_ORDER)}
+    files.sort(key=lambda item: (order[ingestor.gate.contract(item[1]).ig.feedKind], item[1], item[0].name))
+    return [(str(p), f) for p, f in files]
+
+
+@task(name="ingest-delivery", cache_policy=NO_CACHE, persist_result=False)
+def ingest_delivery(data_root: str, path: str, feed: str) -> dict:
+    result = _ingestor(data_root).ingest(Path(path), feed)
+    logger = get_run_logger()
+    logger.info("%s: %s, %s rows in, %s rows out", result.delivery_id, result.status, result.rows_in, result.rows_out)
+    for reason in result.reasons:
+        logger.warning("%s quarantined: %s", result.delivery_id, reason)
+    if _progress_hook:
+        _progress_hook(result)
+    return {"delivery": result.delivery_id, "feed": result.feed, "status": result.status,
+            "rows_in": result.rows_in, "rows_out": result.rows_out,
+            "opt_out_removed": sum(result.counts.get("opt_out_removed", {}).values())}
+
+
+@task(name="build-data-docs", cache_policy=NO_CACHE, persist_result=False)
+def build_data_docs(data_root: str) -> None:
+    _ingestor(data_root).gate.build_data_docs()
+
+
+@flow(name="ingest", persist_result=False, log_prints=False)
+def ingest_flow(data_root: str, feeds: list[str] | None = None) -> dict:
+    """Ingest every delivery waiting in ``<data_root>/landing`` (optionally only some feeds)."""
+    logger = get_run_logger()
+    _INGESTORS.pop(data_root, None)  # a fresh ingestor per run: current keys and lookups
+    plan = plan_deliveries(data_root, feeds)
+    logger.info("%d deliveries to ingest", len(plan))
+    outcomes = [ingest_delivery(data_root, path, feed) for path, feed in plan]
+    build_data_docs(data_root)
+    by_feed: dict[str, Counter] = {}
+    for o in outcomes:
+        c = by_feed.setdefault(o["feed"], Counter())
+        c[o["status"]] += 1
+        c["rows_in"] += o["rows_in"]
+        c["rows_out"] += o["rows_out"]
+        c["opt_out_removed"] += o["opt_out_removed"]
+    table = [{"feed": f, "staged": c["staged"], "skipped": c["skipped"], "quarantined": c["quarantined"],
+              "rows_in": c["rows_in"], "rows_out": c["rows_out"], "opt_out_removed": c["opt_out_removed"]}
+             for f, c in sorted(by_feed.items())]
+    create_table_artifact(key="ingest-counts", table=table, description="Rows per feed (counts only)")
+    totals = Counter()
+    for row in table:
+        totals.update({k: v for k, v in row.items() if k != "feed"})
+    create_markdown_artifact(
+        key="ingest-summary",
+        markdown=(f"# Ingest\n\n{len(outcomes)} deliveries: {totals['staged']} staged, {totals['skipped']} "
+                  f"already staged, {totals['quarantined']} quarantined.\n\n{totals['rows_in']:,} rows in, "
+                  f"{totals['rows_out']:,} rows staged, {totals['opt_out_removed']:,} removed by opt-outs.\n"),
+        description="Ingest summary (counts only)",
+    )
+    return {"deliveries": len(outcomes), **dict(totals)}
