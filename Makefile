@@ -9,7 +9,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test test-unit test-spec test-integration test-acceptance lint bench lock clean
+.PHONY: install demo test test-unit test-spec test-integration test-flows test-acceptance lint bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -24,7 +24,7 @@ install: $(STAMP)  ## create .venv from requirements.lock and install safehaven
 demo: install  ## synthetic population -> validation gate, under ./data (or SAFEHAVEN_DATA_ROOT)
 	$(BIN)/safehaven demo
 
-test: lint test-unit test-spec test-integration test-acceptance  ## everything CI runs
+test: lint test-unit test-spec test-integration test-flows test-acceptance  ## everything CI runs
 
 test-unit: install  ## fast, no files beyond tmp
 	$(PYTEST) tests/unit -q
@@ -34,6 +34,9 @@ test-spec: install  ## small tables in, decision out
 
 test-integration: install  ## real files, GX project, CLI
 	$(PYTEST) tests/integration -q
+
+test-flows: install  ## the Prefect flows, run as `safehaven` runs them (ephemeral server)
+	$(PYTEST) tests/flows -q
 
 test-acceptance: install  ## end-to-end on a small synthetic population
 	$(PYTEST) tests/acceptance -q

@@ -1,0 +1,42 @@
+"""Security property 1 after a whole demo run: no NHS number, name, date of birth or full
+postcode from landing/ appears anywhere else under the data root (staging, manifests, audit
+log, Data Docs, validation results, Prefect's database: parameters, state messages, logs,
+artifacts), except the keystore, which holds only keys."""
+
+import shutil
+import sqlite3
+
+import polars as pl
+
+from tests.leakscan import collect, scan
+
+
+def test_nothing_identifying_outside_landing(demo_root):
+    ids = collect(demo_root / "landing")
+    assert len(ids.nhs) > 1000 and len(ids.names) > 500 and len(ids.postcodes) > 500 and len(ids.dobs) > 500
+    zones = {p.name for p in demo_root.iterdir()}
+    assert {"staging", "validation", "audit", "prefect", "synthetic-truth"} <= zones
+    assert any((demo_root / "prefect").glob("*.db"))
+    assert len(list((demo_root / "staging").rglob("*.parquet"))) > 200
+    assert scan(demo_root, ids) == []
+
+
+def test_the_scan_finds_an_identifier_written_through_on_purpose(demo_root, tmp_path):
+    ids = collect(demo_root / "landing")
+    root = tmp_path / "copy"
+    shutil.copytree(demo_root, root, ignore=shutil.ignore_patterns("landing"))
+    shutil.copytree(demo_root / "landing", root / "landing")
+    number = min(ids.nhs)
+    # 1. an NHS number written into a staged Parquet file
+    staged = min((root / "staging" / "sus_op").rglob("*.parquet"))
+    frame = pl.read_parquet(staged)
+    frame.with_columns(pl.lit(f"{number[:3]} {number[3:6]} {number[6:]}").alias("spell_note")).write_parquet(staged)
+    # 2. a name written into Prefect's log table
+    name = min(ids.names)
+    con = sqlite3.connect(next((root / "prefect").glob("*.db")))
+    con.execute("update log set message = ? where rowid = (select min(rowid) from log)", (f"hello {name}",))
+    con.commit()
+    con.close()
+    found = scan(root, ids)
+    kinds = {(path.split("/")[0], what.split(" ")[0]) for path, what in found}
+    assert ("staging", "nhs_number") in kinds and ("prefect", "name") in kinds

@@ -1,0 +1,138 @@
+"""Ingest, library level: firewall output, opt-outs, idempotence, keys, rotation, rejections."""
+
+import datetime as dt
+import logging
+
+import polars as pl
+import pytest
+
+from pipeline.errors import KeyMismatch, OptOutListStale
+from pipeline.ingest.ingest import Ingestor
+from pipeline.keys import KeyEncryptionKey, LocalKeystore, open_keystore
+from pipeline.synth import EXTRACT_DATE
+
+FEEDS = ["postcode_lookup", "ndoo", "type1_optout", "sus_apc", "gp"]
+
+
+def ingest(settings, feeds=FEEDS, keystore=None):
+    keystore = keystore or open_keystore(settings, create_demo=True)
+    return Ingestor(settings, keystore).ingest_all(feeds)
+
+
+def test_staged_spells_hold_only_transformed_identifiers(population_copy):
+    results = ingest(population_copy)
+    assert {r.status for r in results} == {"staged"}
+    spells = pl.concat([pl.read_parquet(p) for p in (population_copy.staging / "sus_apc").rglob("*.parquet")])
+    assert {"nhs_number", "date_of_birth", "postcode", "patient_name"}.isdisjoint(spells.columns)
+    assert {"person_pid", "nhs_number_status", "age", "age_status", "postcode_sector", "lsoa21cd", "ward_code",
+            "imd_decile", "postcode_hash", "postcode_status", "gender", "source_row"} <= set(spells.columns)
+    valid = spells.filter(pl.col("nhs_number_status") == "valid")
+    assert valid["person_pid"].str.contains(r"^[0-9a-f]{32}$").all()
+    assert spells.filter(pl.col("nhs_number_status") != "valid")["person_pid"].null_count() == \
+        spells.filter(pl.col("nhs_number_status") != "valid").height  # never hash an invalid number
+    assert set(spells["nhs_number_status"]) >= {"valid", "invalid_checksum"}
+    assert set(spells["postcode_status"]) <= {"matched", "terminated", "unmatched", "malformed", "missing"}
+    assert spells["postcode_status"].null_count() == 0 and spells["age_status"].null_count() == 0
+    assert set(spells["gender"]) <= {"1", "2", "9", "X"}
+    assert spells.filter(pl.col("age_status") == "valid")["age"].is_between(0, 120).all()
+    assert spells["postcode_sector"].drop_nulls().str.contains(r"^SS\d \d$").all()
+    assert spells["admission_date"].dtype == pl.Date and spells["spell_cost"].dtype == pl.Float64
+
+
+def test_opt_outs_remove_people_and_only_counts_are_kept(population_copy):
+    results = {r.delivery_id: r for r in ingest(population_copy)}
+    ndoo = pl.read_parquet(next((population_copy.staging / "ndoo").rglob("*.parquet")))["person_pid"]
+    t1 = pl.read_parquet(next((population_copy.staging / "type1_optout").rglob("*.parquet")))["person_pid"]
+    spells = pl.concat([pl.read_parquet(p) for p in (population_copy.staging / "sus_apc").rglob("*.parquet")])
+    gp = pl.concat([pl.read_parquet(p) for p in (population_copy.staging / "gp" / "gp_registrations").rglob("*.parquet")])
+    assert not spells["person_pid"].is_in(ndoo).any()
+    assert not gp["person_pid"].is_in(ndoo).any() and not gp["person_pid"].is_in(t1).any()
+    assert spells["person_pid"].is_in(t1).any()  # type 1 applies to GP data only
+    removed = sum(r.counts.get("opt_out_removed", {}).get("ndoo", 0) for r in results.values())
+    assert removed > 0
+    audit = population_copy.audit_log.read_text()
+    for pid in ndoo.to_list()[:50]:
+        assert pid not in audit
+
+
+def test_stale_opt_out_list_refuses_to_stage(population_copy):
+    ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout"])
+    late = population_copy.model_copy(update={"as_of": EXTRACT_DATE + dt.timedelta(days=60)})
+    with pytest.raises(OptOutListStale) as exc:
+        ingest(late, ["sus_apc"])
+    assert "days old" in str(exc.value)
+    assert not (population_copy.staging / "sus_apc").exists()
+
+
+def test_missing_opt_out_list_refuses_to_stage(population_copy):
+    with pytest.raises(OptOutListStale):
+        ingest(population_copy, ["postcode_lookup", "sus_apc"])
+
+
+def test_ingesting_twice_is_a_no_op(population_copy):
+    ingest(population_copy)
+    files = {p: p.read_bytes() for p in population_copy.staging.rglob("*.parquet")}
+    again = ingest(population_copy)
+    assert {r.status for r in again} == {"skipped"}
+    assert {p: p.read_bytes() for p in population_copy.staging.rglob("*.parquet")} == files
+
+
+def test_a_changed_file_under_the_same_version_is_quarantined(population_copy):
+    ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout", "sus_apc"])
+    path = min((population_copy.landing / "sus_apc").glob("*.csv"))
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n")  # one row fewer, same name
+    (result,) = [r for r in ingest(population_copy, ["sus_apc"]) if r.file == path.name]
+    assert result.status == "quarantined" and "new version" in result.reasons[0]
+
+
+def test_data_under_another_key_is_refused_by_fingerprint(population_copy, tmp_path):
+    ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout"])
+    other = LocalKeystore.create(tmp_path / "other.json", KeyEncryptionKey(passphrase="another"))
+    with pytest.raises(KeyMismatch) as exc:
+        ingest(population_copy, ["sus_apc"], keystore=other)
+    assert "fingerprint" in str(exc.value)
+
+
+def test_rotation_overlap_writes_an_old_to_new_bridge(population_copy):
+    store = open_keystore(population_copy, create_demo=True)
+    ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout", "sus_apc"], keystore=store)
+    old = pl.concat([pl.read_parquet(p) for p in (population_copy.staging / "sus_apc").rglob("*.parquet")])
+    store.rotate()
+    # Re-ingest the opt-out lists under the new key, then GP data during the overlap.
+    for manifest in (population_copy.staging / "ndoo").rglob("*.manifest.json"):
+        manifest.unlink()
+    for manifest in (population_copy.staging / "type1_optout").rglob("*.manifest.json"):
+        manifest.unlink()
+    ingest(population_copy, ["ndoo", "type1_optout", "gp"], keystore=store)
+    bridges = list((population_copy.staging / "_bridges").rglob("*.parquet"))
+    assert bridges
+    bridge = pl.concat([pl.read_parquet(p) for p in bridges]).unique()
+    gp = pl.concat([pl.read_parquet(p) for p in (population_copy.staging / "gp" / "gp_registrations").rglob("*.parquet")])
+    assert bridge["old_pid"].n_unique() == bridge.height  # each old pseudonym has one successor
+    t1_new = pl.read_parquet(next((population_copy.staging / "type1_optout").rglob("*.parquet")))["person_pid"]
+    mapped = old.join(bridge, left_on="person_pid", right_on="old_pid")
+    # Everyone with a hospital spell is registered with a GP, unless a type 1 objection removed
+    # their GP rows: through the bridge, old spells land on the same people's new pseudonyms.
+    assert mapped.height > 0
+    assert (mapped["new_pid"].is_in(gp["person_pid"]) | mapped["new_pid"].is_in(t1_new)).all()
+    pin = (population_copy.staging / "_keys.json").read_text()
+    assert "linkage@v2" in pin and "previous" in pin
+
+
+def test_an_impossible_date_names_column_and_rule_not_the_value(population_copy, caplog):
+    ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout"])
+    path = sorted((population_copy.landing / "sus_apc").glob("*.csv"))[3]
+    text = path.read_text().splitlines()
+    header = text[0].split(",")
+    first = text[1].split(",")
+    first[header.index("admission_date")] = "2025-02-30"  # right shape, not a real date
+    text[1] = ",".join(first)
+    path.write_text("\n".join(text) + "\n")
+    with caplog.at_level(logging.WARNING):
+        (result,) = [r for r in ingest(population_copy, ["sus_apc"]) if r.file == path.name]
+    assert result.status == "quarantined"
+    assert "column 'admission_date', rule 'admission_date_parses'" in result.reasons[0]
+    assert "2025-02-30" not in result.reasons[0]
+    assert "admission_date_parses" in caplog.text and "2025-02-30" not in caplog.text
+    assert not (population_copy.staging / "sus_apc" / "sus_apc_spells" / f"{path.stem.split('_')[-2]}__v1.parquet").exists()

@@ -1,0 +1,103 @@
+"""A scanner for identifiers from landing/ anywhere else under a data root.
+
+It collects every NHS number (as digits), name, date of birth and full postcode in the
+landing CSVs, then reads every other file the way a person with access would: Parquet files
+decoded value by value, SQLite databases (Prefect's) table by table, everything else as text.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+# Whole tokens only: a run of digits inside a hex hash is not an NHS number or a date.
+NHS_LIKE = re.compile(r"(?<![0-9A-Za-z])\d{3}[ -]?\d{3}[ -]?\d{4}(?![0-9A-Za-z])")
+DATE_LIKE = re.compile(r"(?<![0-9A-Za-z])(?:\d{8}|\d{2}/\d{2}/\d{4}|\d{4}-\d{2}-\d{2})(?![0-9A-Za-z])")
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+BINARY_SUFFIXES = {".otf", ".png", ".gif", ".ico", ".ttf", ".woff", ".woff2", ".lock"}
+NAME_COLUMNS = ("patient_name", "client_name")
+
+
+@dataclass
+class Identifiers:
+    nhs: set[str] = field(default_factory=set)
+    postcodes: set[str] = field(default_factory=set)  # squashed upper case
+    dobs: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+
+
+def collect(landing: Path) -> Identifiers:
+    ids = Identifiers()
+    periods, activity_dates = set(), set()
+    for path in landing.rglob("*.csv"):
+        periods.add(path.stem.split("_")[-2] if "_v" in path.stem else "")
+        if "postcode_lookup" in path.parts:
+            continue  # reference data: postcodes there belong to nobody
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row.get("nhs_number"):
+                    digits = re.sub(r"\D", "", row["nhs_number"])
+                    if len(digits) == 10 and len(set(digits)) > 1:  # placeholders are not identifiers
+                        ids.nhs.add(digits)
+                if row.get("postcode"):
+                    ids.postcodes.add(row["postcode"].upper().replace(" ", ""))
+                if row.get("date_of_birth"):
+                    ids.dobs.add(row["date_of_birth"])
+                for col in NAME_COLUMNS:
+                    if row.get(col):
+                        ids.names.add(row[col])
+                activity_dates.update(v for k, v in row.items() if v and k != "date_of_birth" and ISO_DATE.match(v))
+    # A baby's date of birth written as an ISO date is the same string as an activity date or a
+    # delivery period (which are kept, and are not identifiers): those strings cannot be told apart.
+    ids.dobs -= periods | activity_dates
+    return ids
+
+
+def hits_in_text(text: str, ids: Identifiers) -> list[str]:
+    hits = [f"nhs_number ...{m.group()[-4:]}" for m in NHS_LIKE.finditer(text) if re.sub(r"\D", "", m.group()) in ids.nhs]
+    squashed = text.upper().replace(" ", "")
+    hits += ["postcode" for p in ids.postcodes if len(p) >= 5 and p in squashed]
+    hits += ["date_of_birth" for d in DATE_LIKE.findall(text) if d in ids.dobs]
+    hits += ["name" for n in ids.names if n in text]
+    return hits
+
+
+def _texts_of(path: Path):
+    if path.suffix == ".parquet":
+        frame = pl.read_parquet(path)
+        for col in frame.columns:
+            yield frame[col].cast(pl.String).drop_nulls().str.join("\n").item() if frame.height else ""
+        yield "\n".join(frame.columns)
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if head.startswith(b"SQLite format 3"):
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = [r[0] for r in con.execute("select name from sqlite_master where type='table'")]
+            for table in tables:
+                for row in con.execute(f'select * from "{table}"'):
+                    yield "\n".join(str(v) for v in row if isinstance(v, str | bytes | int))
+        finally:
+            con.close()
+        return
+    yield path.read_bytes().decode("utf-8", errors="ignore")
+
+
+def scan(root: Path, ids: Identifiers, skip: tuple[str, ...] = ("landing", "keys")) -> list[tuple[str, str]]:
+    """(file, what) for every identifier from landing found under ``root`` outside ``skip``."""
+    found = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if not path.is_file() or rel.parts[0] in skip or path.suffix in BINARY_SUFFIXES:
+            continue
+        if path.name.endswith(("-wal", "-shm")):
+            continue  # SQLite's journal: the database itself is read through SQLite
+        for text in _texts_of(path):
+            found += [(str(rel), hit) for hit in hits_in_text(text, ids)]
+    return found
