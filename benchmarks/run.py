@@ -28,11 +28,12 @@ RESULTS = HERE / "results"
 WORK = HERE / "work"
 
 
-def child(args: list[str]) -> tuple[float, float, str]:
+def child(args: list[str], env: dict | None = None) -> tuple[float, float, str]:
     """Run ``python -m benchmarks.tasks ARGS``; return (seconds, peak RSS in MB, stdout)."""
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.tasks", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "GX_ANALYTICS_ENABLED": "false"})
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "GX_ANALYTICS_ENABLED": "false", **(env or {})})
     out, err = proc.communicate()
     seconds = time.perf_counter() - started
     if proc.returncode:
@@ -82,6 +83,38 @@ def bench_validation(source_population: int, repeats: int, batch_mb: int, small_
     }
 
 
+def bench_pseudonyms(values: int, population: int) -> dict:
+    root = WORK / f"synth-{population}"
+    _, _, out = child(["pseudonyms", str(values), str(root)], env={"POLARS_MAX_THREADS": "1"})
+    r = json.loads(out.strip().splitlines()[-1])
+    return {"column_rows": r["column_rows"], "column_distinct": r["column_distinct"],
+            "column_ours_rows_per_second": round(r["ours_rows_per_second"]),
+            "column_ratio_vs_pandas": round(r["ours_rows_per_second"] / r["pandas_rows_per_second"], 1),"values": r["values"], "ours_per_core": round(r["ours"]), "pandas_row_by_row_per_core": round(r["pandas_row_by_row"]),
+            "duckdb_sql_hmac_per_core": round(r["duckdb_sql_hmac"]),
+            "ratio_vs_pandas": round(r["ours"] / r["pandas_row_by_row"], 1),
+            "ratio_vs_sql": round(r["ours"] / r["duckdb_sql_hmac"], 1)}
+
+
+def bench_ingest(population: int, repeats: int) -> dict:
+    root = WORK / f"synth-{population}"
+    if not (root / "landing").exists():
+        child(["synth", str(population), str(root)])
+    ingest_runs, copy_runs, peaks, rows = [], [], [], 0
+    for _ in range(repeats):
+        _, peak, out = child(["ingest", str(root)])
+        info = json.loads(out.strip().splitlines()[-1])
+        ingest_runs.append(info["seconds"])
+        peaks.append(peak)
+        rows = info["rows"]
+        _, _, out = child(["barecopy", str(root), str(WORK / "barecopy")])
+        copy_runs.append(json.loads(out.strip().splitlines()[-1])["seconds"])
+    ing, copy = statistics.median(ingest_runs), statistics.median(copy_runs)
+    return {"population": population, "rows": rows, "repeats": repeats,
+            "ingest_median_seconds": round(ing, 1), "ingest_rows_per_second": round(rows / ing),
+            "bare_copy_median_seconds": round(copy, 1), "bare_copy_rows_per_second": round(rows / copy),
+            "governance_overhead_ratio": round(ing / copy, 2), "ingest_peak_rss_mb": round(max(peaks))}
+
+
 def table(results: dict) -> str:
     g = results["generation"]
     v = results["validation"]
@@ -102,6 +135,19 @@ def table(results: dict) -> str:
     lines.append(f"| ratio gate / DuckDB scan (time) | {v['gate_to_duckdb_time_ratio']}x |")
     lines.append(f"| gate peak RSS with {v['small_batch_mb']} MB batches, same file | "
                  f"{v['gate_peak_rss_mb_small_batch']:,} MB (memory follows the batch, not the file) |")
+    p = results.get("pseudonyms")
+    if p:
+        lines.append(f"| pseudonyms, one core ({p['values']:,} distinct NHS numbers) | {p['ours_per_core']:,}/s "
+                     f"(polars-hash HMAC); pandas + hashlib row by row {p['pandas_row_by_row_per_core']:,}/s "
+                     f"({p['ratio_vs_pandas']}x); pure DuckDB SQL HMAC {p['duckdb_sql_hmac_per_core']:,}/s ({p['ratio_vs_sql']}x) |")
+        lines.append(f"| pseudonymising a delivery column, one core ({p['column_rows']:,} outpatient rows, "
+                     f"{p['column_distinct']:,} distinct) | {p['column_ours_rows_per_second']:,} rows/s, each distinct "
+                     f"number hashed once and joined back: {p['column_ratio_vs_pandas']}x pandas row by row |")
+    for r in results.get("ingest", []):
+        lines.append(f"| whole ingest, {r['population']:,} people ({r['rows']:,} rows) | {r['ingest_rows_per_second']:,} rows/s "
+                     f"(median {r['ingest_median_seconds']} s of {r['repeats']}), peak RSS {r['ingest_peak_rss_mb']:,} MB; "
+                     f"bare DuckDB CSV->Parquet copy {r['bare_copy_rows_per_second']:,} rows/s: "
+                     f"**{r['governance_overhead_ratio']}x** |")
     return "\n".join(lines) + "\n"
 
 
@@ -120,9 +166,15 @@ def main() -> None:
     for population, repeats in sizes:
         print(f"synth {population:,} people x{repeats} ...", flush=True)
         results["generation"].append(bench_generation(population, repeats))
-    print("validation gate vs DuckDB scan ...", flush=True)
     # The largest population's outpatient deliveries, joined into one file, are the test file.
+    print("validation gate vs DuckDB scan ...", flush=True)
     results["validation"] = bench_validation(sizes[-1][0], 1 if args.quick else 3, batch_mb=32)
+    print("pseudonyms per core ...", flush=True)
+    results["pseudonyms"] = bench_pseudonyms(200_000 if args.quick else 2_000_000, sizes[0][0])
+    results["ingest"] = []
+    for population, repeats in sizes:
+        print(f"whole ingest vs bare copy, {population:,} people ...", flush=True)
+        results["ingest"].append(bench_ingest(population, repeats))
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     for name in ("latest", stamp):
         (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))

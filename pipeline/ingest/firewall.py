@@ -24,7 +24,7 @@ import polars as pl
 
 from pipeline.contracts import FirewallAction, TableSpec
 from pipeline.keys import DomainKey
-from pipeline.pseudonymise import MESSAGE_PREFIX, hmac_expr, nhs_number_expr
+from pipeline.pseudonymise import MESSAGE_PREFIX, hmac_expr, with_nhs_number_status
 
 __all__ = ["GENDER_CODES", "Firewall", "FirewallKeys", "FirewallStats", "normalised_postcode"]
 
@@ -104,10 +104,15 @@ class Firewall:
             raise ValueError("a postcode column needs the postcode reference lookup")
 
     def transform(self, frame: pl.DataFrame, row_offset: int) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-        """(staged rows, old-to-new pseudonym bridge rows or None) for one batch."""
+        """(staged rows, old-to-new pseudonym bridge rows or None) for one batch.
+
+        The batch goes through one lazy plan and one collect; counts are taken afterwards.
+        """
         self.stats.rows_in += frame.height
-        frame = frame.with_columns(source_row=pl.int_range(row_offset, row_offset + frame.height, dtype=pl.Int64))
+        lf = frame.lazy().with_columns(
+            source_row=pl.int_range(row_offset, row_offset + frame.height, dtype=pl.Int64))
         out_cols: list[str] = ["source_row"]
+        flags: list[str] = []  # boolean helper columns counted after the collect
         bridge = None
         activity = None
         if self.table.activity_date and self.table.activity_date in frame.columns:
@@ -119,67 +124,88 @@ class Firewall:
             c = pl.col(col.name)
             action = col.action
             if action is FirewallAction.PSEUDONYMISE_NHS_NUMBER:
-                status, digits = nhs_number_expr(col.name, allow_test_range=self.allow_test_range)
-                frame = frame.with_columns(status.alias("nhs_number_status"), digits.alias("__digits"))
-                frame = self._pseudonymise(frame, self.keys.linkage, "person_pid")
+                lf = with_nhs_number_status(lf, col.name, allow_test_range=self.allow_test_range,
+                                            status="nhs_number_status", digits="__digits")
+                lf = self._pseudonymise(lf, self.keys.linkage, "person_pid")
                 if self.keys.linkage_previous is not None:
-                    frame = self._pseudonymise(frame, self.keys.linkage_previous, "__old_pid")
-                    bridge = frame.select(old_pid="__old_pid", new_pid="person_pid").drop_nulls().unique()
-                    frame = frame.drop("__old_pid")
-                frame = frame.drop("__digits")
+                    lf = self._pseudonymise(lf, self.keys.linkage_previous, "__old_pid")
+                    out_cols.append("__old_pid")
                 out_cols += ["nhs_number_status", "person_pid"]
             elif action is FirewallAction.AGE_AT_ACTIVITY:
-                dob = _parse_dates(c, col.formats)
                 if activity is None:
                     raise ValueError(f"table {self.table.name} has a date of birth but no activity date")
+                dob = _parse_dates(c, col.formats)
                 birthday_passed = (activity.dt.month() * 100 + activity.dt.day()) >= (dob.dt.month() * 100 + dob.dt.day())
-                age = activity.dt.year() - dob.dt.year() - (~birthday_passed).cast(pl.Int32)
-                frame = frame.with_columns(__age=age.cast(pl.Int32), __dob_ok=dob.is_not_null(), __raw=c.is_not_null(),
-                                           __act_ok=activity.is_not_null())
+                age = (activity.dt.year() - dob.dt.year() - (~birthday_passed).cast(pl.Int32)).cast(pl.Int32)
+                lf = lf.with_columns(__age=age, __dob_ok=dob.is_not_null(), __raw=c.is_not_null(),
+                                     __act_ok=activity.is_not_null())
                 status = (pl.when(~pl.col("__raw")).then(pl.lit("missing"))
                           .when(~pl.col("__dob_ok")).then(pl.lit("invalid"))
                           .when(~pl.col("__act_ok")).then(pl.lit("no_activity_date"))
                           .when((pl.col("__age") < 0) | (pl.col("__age") > 120)).then(pl.lit("implausible"))
                           .otherwise(pl.lit("valid")))
-                frame = frame.with_columns(age_status=status).with_columns(
-                    age=pl.when(pl.col("age_status") == "valid").then(pl.col("__age"))
-                ).drop("__age", "__dob_ok", "__raw", "__act_ok")
+                lf = lf.with_columns(age_status=status).with_columns(
+                    age=pl.when(pl.col("age_status") == "valid").then(pl.col("__age")))
                 out_cols += ["age", "age_status"]
             elif action is FirewallAction.POSTCODE_GEOGRAPHY:
-                frame = self._postcode(frame, col.name)
+                lf = self._postcode(lf, col.name)
                 out_cols += ["postcode_sector", "lsoa21cd", "ward_code", "imd_decile", "postcode_hash", "postcode_status"]
             elif action is FirewallAction.GENDER_CODE:
                 code = c.str.strip_chars().str.to_uppercase().replace_strict(GENDER_CODES, default="X")
-                frame = frame.with_columns(code.alias("__gender"))
+                lf = lf.with_columns(code.alias("__gender"))
                 out_cols.append("__gender")
             elif action is FirewallAction.PSEUDONYMISE_LOCAL_ID:
                 name = f"{col.name}_pid"
-                frame = frame.with_columns(hmac_expr(c.str.strip_chars(), self.keys.local_id.material,
-                                                     f"local-id:v1:{self.feed}:").alias(name))
+                lf = lf.with_columns(hmac_expr(c.str.strip_chars(), self.keys.local_id.material,
+                                               f"local-id:v1:{self.feed}:").alias(name))
                 out_cols.append(name)
             elif action is FirewallAction.KEEP:
-                frame, name = self._keep(frame, col)
-                out_cols.append(name)
+                typed = self._typed(col)
+                if typed is not None:
+                    flag = f"__bad__{col.name}"
+                    lf = lf.with_columns((c.is_not_null() & typed.is_null()).alias(flag), typed.alias(col.name))
+                    flags.append(flag)
+                out_cols.append(col.name)
             # DROP, and anything not transformed: never selected, never leaves.
-        frame = self._apply_opt_outs(frame)
+        if "person_pid" in out_cols:
+            for name, pids in self.opt_outs.items():
+                flag = f"__optout__{name}"
+                lf = lf.with_columns(pl.col("person_pid").is_in(pids).fill_null(False).alias(flag))
+                flags.append(flag)
+        collected = lf.select(out_cols + flags).collect()
+        for flag in flags:
+            hits = int(collected[flag].sum())
+            if flag.startswith("__bad__") and hits:
+                self.stats.unparseable[flag.removeprefix("__bad__")] += hits
+            elif flag.startswith("__optout__"):
+                self.stats.opt_out_removed[flag.removeprefix("__optout__")] += hits
+        opted_out = [f for f in flags if f.startswith("__optout__")]
+        if opted_out:
+            collected = collected.filter(~pl.any_horizontal(opted_out))
         for status_col, counter in (("nhs_number_status", self.stats.nhs_number_status),
                                     ("age_status", self.stats.age_status),
                                     ("postcode_status", self.stats.postcode_status)):
-            if status_col in frame.columns:
-                counter.update(dict(frame[status_col].value_counts().iter_rows()))
-        staged = frame.select(out_cols).rename({"__gender": "gender"} if "__gender" in out_cols else {})
+            if status_col in collected.columns:
+                counter.update(dict(collected[status_col].value_counts().iter_rows()))
+        if "__old_pid" in collected.columns:
+            bridge = collected.select(old_pid="__old_pid", new_pid="person_pid").drop_nulls().unique()
+        staged = collected.drop(flags + (["__old_pid"] if "__old_pid" in collected.columns else []))
+        if "__gender" in staged.columns:
+            staged = staged.rename({"__gender": "gender"})
         self.stats.rows_out += staged.height
         return staged, bridge
 
-    def _pseudonymise(self, frame: pl.DataFrame, key: DomainKey, out: str) -> pl.DataFrame:
-        distinct = frame.select(pl.col("__digits").drop_nulls().unique())
+    @staticmethod
+    def _pseudonymise(lf: pl.LazyFrame, key: DomainKey, out: str) -> pl.LazyFrame:
+        """Hash each distinct valid number once and join back."""
+        distinct = lf.select(pl.col("__digits")).drop_nulls().unique()
         hashed = distinct.with_columns(hmac_expr(pl.col("__digits"), key.material, MESSAGE_PREFIX).alias(out))
-        return frame.join(hashed, on="__digits", how="left", maintain_order="left")
+        return lf.join(hashed, on="__digits", how="left", maintain_order="left")
 
-    def _postcode(self, frame: pl.DataFrame, column: str) -> pl.DataFrame:
+    def _postcode(self, lf: pl.LazyFrame, column: str) -> pl.LazyFrame:
         well_formed, formatted = normalised_postcode(pl.col(column))
-        frame = frame.with_columns(__pc_ok=well_formed, __pc=formatted, __pc_raw=pl.col(column).is_not_null())
-        frame = frame.join(self.lookup.rename({"postcode": "__pc"}), on="__pc", how="left", maintain_order="left")
+        lf = lf.with_columns(__pc_ok=well_formed, __pc=formatted, __pc_raw=pl.col(column).is_not_null())
+        lf = lf.join(self.lookup.lazy().rename({"postcode": "__pc"}), on="__pc", how="left", maintain_order="left")
         status = (pl.when(~pl.col("__pc_raw")).then(pl.lit("missing"))
                   .when(~pl.col("__pc_ok")).then(pl.lit("malformed"))
                   .when(pl.col("lsoa21cd").is_null()).then(pl.lit("unmatched"))
@@ -187,30 +213,15 @@ class Firewall:
                   .otherwise(pl.lit("matched")))
         sector = pl.when(pl.col("__pc_ok")).then(pl.col("__pc").str.head(-2))
         keyed = hmac_expr(pl.col("__pc"), self.keys.postcode.material, POSTCODE_PREFIX)
-        return frame.with_columns(postcode_status=status, postcode_sector=sector, postcode_hash=keyed).drop(
-            "__pc_ok", "__pc", "__pc_raw", "terminated")
+        return lf.with_columns(postcode_status=status, postcode_sector=sector, postcode_hash=keyed)
 
-    def _keep(self, frame: pl.DataFrame, col) -> tuple[pl.DataFrame, str]:
+    @staticmethod
+    def _typed(col) -> pl.Expr | None:
         c = pl.col(col.name)
         if col.logical_type == "date":
-            typed = _parse_dates(c, col.formats)
-        elif col.logical_type == "integer":
-            typed = c.str.strip_chars().cast(pl.Int64, strict=False)
-        elif col.logical_type == "number":
-            typed = c.str.strip_chars().cast(pl.Float64, strict=False)
-        else:
-            return frame, col.name
-        bad = int(frame.select((c.is_not_null() & typed.is_null()).sum()).item())
-        if bad:
-            self.stats.unparseable[col.name] += bad
-        return frame.with_columns(typed.alias(col.name)), col.name
-
-    def _apply_opt_outs(self, frame: pl.DataFrame) -> pl.DataFrame:
-        if "person_pid" not in frame.columns or not self.opt_outs:
-            return frame
-        keep = pl.lit(True)
-        for name, pids in self.opt_outs.items():
-            hit = pl.col("person_pid").is_in(pids)
-            self.stats.opt_out_removed[name] += int(frame.select(hit.fill_null(False).sum()).item())
-            keep = keep & ~hit.fill_null(False)
-        return frame.filter(keep)
+            return _parse_dates(c, col.formats)
+        if col.logical_type == "integer":
+            return c.str.strip_chars().cast(pl.Int64, strict=False)
+        if col.logical_type == "number":
+            return c.str.strip_chars().cast(pl.Float64, strict=False)
+        return None

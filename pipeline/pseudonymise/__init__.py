@@ -8,8 +8,8 @@ from pipeline.pseudonymise.nhs_number import (
     ColumnPolicy,
     NhsNumberStatus,
     classify_nhs_number,
-    nhs_number_expr,
     normalise_nhs_number,
+    with_nhs_number_status,
 )
 from pipeline.pseudonymise.pseudonyms import (
     MESSAGE_PREFIX,
@@ -31,9 +31,9 @@ __all__ = [
     "hmac_expr",
     "hmac_sha256",
     "keyed_hash",
-    "nhs_number_expr",
     "normalise_nhs_number",
     "parse_display_form",
     "pseudonym",
     "pseudonymise_column",
+    "with_nhs_number_status",
 ]

@@ -31,8 +31,8 @@ __all__ = [
     "ColumnPolicy",
     "NhsNumberStatus",
     "classify_nhs_number",
-    "nhs_number_expr",
     "normalise_nhs_number",
+    "with_nhs_number_status",
 ]
 
 
@@ -134,42 +134,54 @@ def classify_nhs_number(
     return NhsNumberStatus.VALID
 
 
-def nhs_number_expr(
+def with_nhs_number_status(
+    frame: pl.DataFrame | pl.LazyFrame,
     column: str,
     policy: ColumnPolicy = ColumnPolicy.TEXT,
     allow_test_range: bool = False,
     issued_ranges: tuple[tuple[int, int], ...] = ISSUED_RANGES,
-) -> tuple[pl.Expr, pl.Expr]:
-    """Polars expressions ``(status, digits)`` for a string column: the vectorised path.
+    status: str = "nhs_number_status",
+    digits: str = "nhs_number_digits",
+):
+    """Add ``status`` and ``digits`` columns to a frame of delivered values: the fast path.
 
-    ``digits`` is the normalised ten-digit text for valid numbers and null otherwise, so a
-    caller cannot pseudonymise anything but a valid number by accident.
+    ``digits`` is the normalised ten-digit text for *valid* numbers and null otherwise, so a
+    caller cannot pseudonymise anything else by accident. Each intermediate is computed once
+    (a chained expression would recompute the normalisation for every reference to it).
     """
-    text = pl.col(column).cast(pl.String).str.normalize("NFKC").str.strip_chars()
-    missing = text.is_null() | text.str.to_uppercase().is_in(list(MISSING_TOKENS))
+    lazy = frame.lazy()
+    text = pl.col("__nhs_text")
+    lazy = lazy.with_columns(
+        __nhs_text=pl.col(column).cast(pl.String).str.normalize("NFKC").str.strip_chars()
+    )
     shaped = text.str.contains(r"^(?:\d{10}|\d{3} \d{3} \d{4}|\d{3}-\d{3}-\d{4})$")
-    digits = pl.when(shaped).then(text.str.replace_all(r"[ -]", ""))
+    found = pl.when(shaped).then(text.str.replace_all(r"[ -]", ""))
     if policy is ColumnPolicy.INTEGER:
-        digits = digits.when(text.str.contains(r"^\d{1,10}$")).then(text.str.zfill(10))
+        found = found.when(text.str.contains(r"^\d{1,10}$")).then(text.str.zfill(10))
     elif policy is ColumnPolicy.FLOAT:
         as_float = text.cast(pl.Float64, strict=False)
         whole = as_float.is_not_null() & (as_float == as_float.floor()) & (as_float >= 0) & (as_float < 1e10)
-        digits = digits.when(whole).then(as_float.cast(pl.Int64).cast(pl.String).str.zfill(10))
-    digits = digits.otherwise(None)
-    checksum = sum(w * digits.str.slice(i, 1).cast(pl.Int64) for i, w in enumerate(WEIGHTS)) % 11
-    number = digits.cast(pl.Int64)
+        found = found.when(whole).then(as_float.cast(pl.Int64).cast(pl.String).str.zfill(10))
+    lazy = lazy.with_columns(
+        __nhs_missing=text.is_null() | text.str.to_uppercase().is_in(list(MISSING_TOKENS)),
+        __nhs_digits=found.otherwise(None),
+    ).with_columns(__nhs_number=pl.col("__nhs_digits").cast(pl.Int64))
+    number = pl.col("__nhs_number")
+    checksum = sum(w * ((number // 10 ** (9 - i)) % 10) for i, w in enumerate(WEIGHTS)) % 11
     in_issued = pl.lit(False)
     for lo, hi in issued_ranges:
         in_issued = in_issued | number.is_between(lo, hi)
-    in_test = number.is_between(*TEST_RANGE)
-    status = (
-        pl.when(missing).then(pl.lit(NhsNumberStatus.MISSING.value))
-        .when(digits.is_null()).then(pl.lit(NhsNumberStatus.INVALID_FORMAT.value))
-        .when(digits.is_in(list(DUMMIES))).then(pl.lit(NhsNumberStatus.PLACEHOLDER.value))
+    test_status = NhsNumberStatus.VALID if allow_test_range else NhsNumberStatus.TEST_RANGE
+    lazy = lazy.with_columns(
+        pl.when(pl.col("__nhs_missing")).then(pl.lit(NhsNumberStatus.MISSING.value))
+        .when(pl.col("__nhs_digits").is_null()).then(pl.lit(NhsNumberStatus.INVALID_FORMAT.value))
+        .when(pl.col("__nhs_digits").is_in(list(DUMMIES))).then(pl.lit(NhsNumberStatus.PLACEHOLDER.value))
         .when(checksum != 0).then(pl.lit(NhsNumberStatus.INVALID_CHECKSUM.value))
-        .when(in_test).then(pl.lit((NhsNumberStatus.VALID if allow_test_range else NhsNumberStatus.TEST_RANGE).value))
+        .when(number.is_between(*TEST_RANGE)).then(pl.lit(test_status.value))
         .when(~in_issued).then(pl.lit(NhsNumberStatus.OUT_OF_RANGE.value))
         .otherwise(pl.lit(NhsNumberStatus.VALID.value))
-    )
-    valid_digits = pl.when(status == NhsNumberStatus.VALID.value).then(digits).otherwise(None)
-    return status, valid_digits
+        .alias(status)
+    ).with_columns(
+        pl.when(pl.col(status) == NhsNumberStatus.VALID.value).then(pl.col("__nhs_digits")).alias(digits)
+    ).drop("__nhs_text", "__nhs_missing", "__nhs_digits", "__nhs_number")
+    return lazy.collect() if isinstance(frame, pl.DataFrame) else lazy

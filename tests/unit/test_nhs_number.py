@@ -9,7 +9,7 @@ from pipeline.pseudonymise import (
     ColumnPolicy,
     NhsNumberStatus,
     classify_nhs_number,
-    nhs_number_expr,
+    with_nhs_number_status,
 )
 
 S = NhsNumberStatus
@@ -74,8 +74,8 @@ def test_check_digit_detects_every_single_substitution_and_adjacent_swap():
 
 
 def _fast(values, policy=ColumnPolicy.TEXT, allow=False):
-    status, digits = nhs_number_expr("v", policy, allow)
-    return pl.DataFrame({"v": pl.Series(values, dtype=pl.String)}).select(status.alias("s"), digits.alias("d"))
+    frame = pl.DataFrame({"v": pl.Series(values, dtype=pl.String)})
+    return with_nhs_number_status(frame, "v", policy, allow, status="s", digits="d").select("s", "d")
 
 
 @pytest.mark.parametrize(("value", "status"), PUBLIC_VECTORS)
