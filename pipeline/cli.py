@@ -28,6 +28,8 @@ contracts_app = typer.Typer(no_args_is_help=True, help="Data contracts.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(audit_app, name="audit")
+keys_app = typer.Typer(no_args_is_help=True, help="The keystore: master secrets and domain keys.")
+app.add_typer(keys_app, name="keys")
 
 _WIDTH = None if sys.stdout.isatty() else 120  # logs and CI get readable tables too
 console = Console(highlight=False, width=_WIDTH)
@@ -283,6 +285,67 @@ def _run_ingest(settings: Settings, feeds: list[str] | None) -> list[dict]:
                       f"{sum(r['opt_out_removed'] for r in rs):,}", f"{rows_in / secs:,.0f}")
     console.print(table)
     return results
+
+
+# keys -----------------------------------------------------------------------------------
+@keys_app.command("init")
+def keys_init(data_root: DataRoot = None) -> None:
+    """Create the keystore, encrypted under SAFEHAVEN_KEK or SAFEHAVEN_KEYSTORE_PASSPHRASE."""
+    from pipeline.keys import KeyEncryptionKey, LocalKeystore
+
+    settings = _settings(data_root)
+    kek = KeyEncryptionKey.from_text(
+        settings.kek.get_secret_value() if settings.kek else None,
+        settings.keystore_passphrase.get_secret_value() if settings.keystore_passphrase else None,
+    )
+    store = LocalKeystore.create(settings.keystore_path, kek)
+    AuditLog(settings.audit_log).append("keys.created", {"active": store.active_version()})
+    console.print(f"Created {settings.keystore_path} (master v{store.active_version()}).")
+    _keys_table(store)
+
+
+@keys_app.command("status")
+def keys_status(data_root: DataRoot = None) -> None:
+    """Master versions and the linkage key's id and fingerprint (never a key)."""
+    from pipeline.keys import open_keystore
+
+    _keys_table(open_keystore(_settings(data_root)))
+
+
+@keys_app.command("rotate")
+def keys_rotate(data_root: DataRoot = None) -> None:
+    """Add a new master version; the old one stays usable (and bridged) until retired."""
+    from pipeline.keys import open_keystore
+
+    settings = _settings(data_root)
+    store = open_keystore(settings)
+    version = store.rotate()
+    AuditLog(settings.audit_log).append("keys.rotated", {"active": version, "usable": store.usable_versions()})
+    console.print(f"Master v{version} is active; earlier versions stay usable until 'safehaven keys retire'.")
+    _keys_table(store)
+
+
+@keys_app.command("retire")
+def keys_retire(version: Annotated[int, typer.Argument(help="Master version to retire.")],
+                data_root: DataRoot = None) -> None:
+    """Make a master version unusable and delete its ciphertext from the keystore."""
+    from pipeline.keys import open_keystore
+
+    settings = _settings(data_root)
+    store = open_keystore(settings)
+    store.retire(version)
+    AuditLog(settings.audit_log).append("keys.retired", {"version": version, "usable": store.usable_versions()})
+    _keys_table(store)
+
+
+def _keys_table(store) -> None:
+    table = Table(title=f"Keystore {store.path}" + (f" [bold red]{store.label}[/]" if store.label else ""))
+    for col in ("version", "status", "created", "linkage key id", "fingerprint"):
+        table.add_column(col)
+    for row in store.status():
+        table.add_row(str(row["version"]), row["status"], row.get("created", ""),
+                      row.get("linkage_key_id", "-"), row.get("linkage_fingerprint", "-"))
+    console.print(table)
 
 
 # audit ----------------------------------------------------------------------------------

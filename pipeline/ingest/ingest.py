@@ -23,7 +23,7 @@ import polars as pl
 import pipeline
 from pipeline.audit import AuditLog
 from pipeline.contracts import FeedContract, FeedKind
-from pipeline.errors import DeliveryError, OptOutListStale
+from pipeline.errors import DeliveryError, DeliveryQuarantined, OptOutListStale
 from pipeline.ingest.deliveries import Delivery, find_delivery_files
 from pipeline.ingest.firewall import Firewall, FirewallKeys, normalised_postcode
 from pipeline.ingest.gate import GateResult, ValidationGate, _sha256
@@ -61,6 +61,14 @@ class IngestResult:
     reasons: list[str] = field(default_factory=list)
     counts: dict = field(default_factory=dict)
     manifest: str | None = None
+
+    def raise_if_quarantined(self) -> None:
+        """Raise ``DeliveryQuarantined`` naming the columns and rules (never values)."""
+        if self.status == "quarantined":
+            raise DeliveryQuarantined(
+                f"delivery {self.delivery_id} ({self.file}) was quarantined whole:\n  " + "\n  ".join(self.reasons),
+                self.reasons,
+            )
 
 
 def _period_date(period: str) -> dt.date:

@@ -77,3 +77,24 @@ def test_audit_verify_reports_the_first_edited_line(tmp_path):
     bad = run("audit", "verify", "--data-root", str(root))
     assert bad.returncode == 31
     assert "line 5" in bad.stderr and "edited" in bad.stderr
+
+
+def test_keys_init_status_rotate_retire_never_print_a_key(tmp_path):
+    root = tmp_path / "data"
+    env = {"SAFEHAVEN_KEYSTORE_PASSPHRASE": "a long test passphrase"}
+    assert run("keys", "status", "--data-root", str(root), env=env).returncode == 40  # no keystore yet
+    created = run("keys", "init", "--data-root", str(root), env=env)
+    assert created.returncode == 0, created.stderr
+    assert run("keys", "init", "--data-root", str(root), env=env).returncode == 40  # never overwritten
+    rotated = run("keys", "rotate", "--data-root", str(root), env=env)
+    assert "retiring" in rotated.stdout and "active" in rotated.stdout
+    assert run("keys", "retire", "1", "--data-root", str(root), env=env).returncode == 0
+    wrong = run("keys", "status", "--data-root", str(root), env={"SAFEHAVEN_KEYSTORE_PASSPHRASE": "wrong"})
+    assert wrong.returncode == 40 and "does not open" in wrong.stderr
+
+    from pipeline.keys import KeyDomain, KeyEncryptionKey, LocalKeystore
+
+    store = LocalKeystore(root / "keys" / "keystore.json", KeyEncryptionKey(passphrase="a long test passphrase"))
+    material = store.domain_key(KeyDomain.LINKAGE).material.decode()
+    everything = created.stdout + created.stderr + rotated.stdout + rotated.stderr + (root / "audit" / "audit.jsonl").read_text()
+    assert material not in everything and "a long test passphrase" not in everything

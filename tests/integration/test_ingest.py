@@ -6,7 +6,7 @@ import logging
 import polars as pl
 import pytest
 
-from pipeline.errors import KeyMismatch, OptOutListStale
+from pipeline.errors import DeliveryQuarantined, KeyMismatch, OptOutListStale
 from pipeline.ingest.ingest import Ingestor
 from pipeline.keys import KeyEncryptionKey, LocalKeystore, open_keystore
 from pipeline.synth import EXTRACT_DATE
@@ -135,4 +135,7 @@ def test_an_impossible_date_names_column_and_rule_not_the_value(population_copy,
     assert "column 'admission_date', rule 'admission_date_parses'" in result.reasons[0]
     assert "2025-02-30" not in result.reasons[0]
     assert "admission_date_parses" in caplog.text and "2025-02-30" not in caplog.text
+    with pytest.raises(DeliveryQuarantined) as exc:
+        result.raise_if_quarantined()
+    assert "column 'admission_date'" in str(exc.value) and "2025-02-30" not in str(exc.value)
     assert not (population_copy.staging / "sus_apc" / "sus_apc_spells" / f"{path.stem.split('_')[-2]}__v1.parquet").exists()
