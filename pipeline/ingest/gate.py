@@ -155,6 +155,7 @@ class ValidationGate:
         path: Path | str,
         feed: str | None = None,
         on_batch: Callable[[int], None] | None = None,
+        digest: str | None = None,
     ) -> GateResult:
         """Validate one delivery file; quarantine it if it fails. Returns the result."""
         path = Path(path)
@@ -184,12 +185,12 @@ class ValidationGate:
                 f"table '{delivery.table}' is not declared in contract '{contract.name}' "
                 f"(declared: {', '.join(sorted(contract.tables))})"
             )
-            return self._finish(result, delivery, started)
+            return self._finish(result, delivery, started, digest)
 
         header = read_header(path)
         columns = self._check_header(header, table, result)
         if result.reasons:
-            return self._finish(result, delivery, started)
+            return self._finish(result, delivery, started, digest)
 
         try:
             self._validate_rows(delivery, table, columns, result, on_batch)
@@ -199,7 +200,7 @@ class ValidationGate:
                 f"the CSV could not be parsed after row {result.rows:,} "
                 "(a row with the wrong number of fields, or a broken quote)"
             )
-        return self._finish(result, delivery, started)
+        return self._finish(result, delivery, started, digest)
 
     def _check_header(self, header: list[str], table: TableSpec, result: GateResult) -> list[str]:
         declared = set(table.column_names)
@@ -294,10 +295,10 @@ class ValidationGate:
         return self._finish(result, delivery, time.perf_counter())
 
     # ------------------------------------------------------------------------------------
-    def _finish(self, result: GateResult, delivery: Delivery, started: float) -> GateResult:
+    def _finish(self, result: GateResult, delivery: Delivery, started: float, digest: str | None = None) -> GateResult:
         result.passed = not result.reasons
         result.seconds = round(time.perf_counter() - started, 3)
-        digest = _sha256(delivery.path)
+        digest = digest or _sha256(delivery.path)
         record = {
             "delivery": result.delivery_id,
             "file": result.file,

@@ -26,7 +26,7 @@ from pipeline.contracts import FeedContract, FeedKind
 from pipeline.errors import DeliveryError, DeliveryQuarantined, OptOutListStale
 from pipeline.ingest.deliveries import Delivery, find_delivery_files
 from pipeline.ingest.firewall import Firewall, FirewallKeys, normalised_postcode
-from pipeline.ingest.gate import GateResult, ValidationGate, _sha256
+from pipeline.ingest.gate import GateResult, ValidationGate, _sha256, read_header
 from pipeline.ingest.rules import read_batches
 from pipeline.ingest.staging import (
     ParquetOut,
@@ -91,6 +91,7 @@ class Ingestor:
             linkage_previous=keystore.domain_key(KeyDomain.LINKAGE, previous[-1]) if previous else None,
         )
         self._lookup: pl.DataFrame | None = None
+        self._opt_out_info: dict = {}
 
     # ------------------------------------------------------------------------------------
     def ingest_all(self, feeds: list[str] | None = None, on_result=None) -> list[IngestResult]:
@@ -127,7 +128,7 @@ class Ingestor:
                       f"extract must come as a new version (v{delivery.version + 1})")
             return self._from_gate(self.gate.quarantine(delivery, [reason], contract.version), started)
 
-        checked = self.gate.validate(path, feed)
+        checked = self.gate.validate(path, feed, digest=digest)
         if not checked.passed:
             return self._from_gate(checked, started)
         pin_linkage_key(self.settings.staging, self.keys.linkage, self.keys.linkage_previous)
@@ -147,7 +148,8 @@ class Ingestor:
             bridge_dir = (self.settings.staging / "_bridges" /
                           f"{self.keys.linkage_previous.key_id}__to__{self.keys.linkage.key_id}".replace("/", "-"))
             bridge_out = ParquetOut(bridge_dir / f"{delivery.slug}.parquet")
-        columns = [c for c in table.column_names if c in checked_columns(path)]
+        header = read_header(path)
+        columns = [c for c in table.column_names if c in header]
         rows_in = 0
         try:
             if firewall is None:
@@ -200,7 +202,7 @@ class Ingestor:
                 "postcode": {"key_id": self.keys.postcode.key_id, "fingerprint": self.keys.postcode.fingerprint},
                 "local_id": {"key_id": self.keys.local_id.key_id, "fingerprint": self.keys.local_id.fingerprint},
             },
-            "opt_out_lists": getattr(self, "_opt_out_info", {}) if kind is FeedKind.ACTIVITY else {},
+            "opt_out_lists": self._opt_out_info if kind is FeedKind.ACTIVITY else {},
             "code_version": pipeline.__version__,
             "allow_synthetic_nhs_numbers": self.settings.allow_synthetic_nhs_numbers,
             "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -217,9 +219,11 @@ class Ingestor:
                             round(time.perf_counter() - started, 3), counts=counts, manifest=str(paths.manifest))
 
     # ------------------------------------------------------------------------------------
-    def _from_gate(self, result: GateResult, started: float) -> IngestResult:
-        return IngestResult(result.delivery_id, result.feed, result.file, "quarantined" if not result.passed else "validated",
-                            result.rows, 0, round(time.perf_counter() - started, 3), reasons=list(result.reasons))
+    @staticmethod
+    def _from_gate(result: GateResult, started: float) -> IngestResult:
+        """The ingest result for a delivery the gate quarantined."""
+        return IngestResult(result.delivery_id, result.feed, result.file, "quarantined", result.rows, 0,
+                            round(time.perf_counter() - started, 3), reasons=list(result.reasons))
 
     def _mark_done(self, delivery: Delivery, manifest: Path) -> None:
         """Mark the raw delivery as ingested, for retention (no identifiers in the marker)."""
@@ -292,8 +296,3 @@ class Ingestor:
         self._opt_out_info = info
         return sets
 
-
-def checked_columns(path: Path) -> list[str]:
-    from pipeline.ingest.gate import read_header
-
-    return read_header(path)

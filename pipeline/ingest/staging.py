@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -64,7 +66,15 @@ def write_json_atomic(path: Path, doc: dict) -> None:
 
 
 class ParquetOut:
-    """Write batches to a temporary Parquet file; ``commit`` renames it into place."""
+    """Write batches to a temporary Parquet file on a background thread; ``commit`` waits for
+    the writer, fsyncs and renames the file into place.
+
+    Encoding a batch overlaps transforming the next one (pyarrow releases the GIL). At most two
+    batches wait in the queue, so memory stays bounded. A writer error is raised on the next
+    ``write`` or on ``commit``; ``abort`` stops the writer and removes the temporary file.
+    """
+
+    _STOP = object()
 
     def __init__(self, final: Path):
         self.final = Path(final)
@@ -72,29 +82,55 @@ class ParquetOut:
         for stale in self.final.parent.glob(".tmp-*"):
             stale.unlink(missing_ok=True)  # leftovers of a crashed run
         self.tmp = self.final.parent / f".tmp-{uuid.uuid4().hex}.parquet"
-        self._writer: pq.ParquetWriter | None = None
-        self._schema: pa.Schema | None = None
         self.rows = 0
+        self._schema: pa.Schema | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="parquet-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        writer = None
+        try:
+            while (table := self._queue.get()) is not self._STOP:
+                if writer is None:
+                    writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
+                writer.write_table(table)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller on write or commit
+            self._error = exc
+            while self._queue.get() is not self._STOP:  # drain so the producer never blocks
+                pass
+        finally:
+            if writer is not None:
+                writer.close()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
 
     def write(self, table: pa.Table) -> None:
-        if self._writer is None:
+        self._raise()
+        if self._schema is None:
             self._schema = table.schema
-            self._writer = pq.ParquetWriter(self.tmp, self._schema, compression="zstd")
-        self._writer.write_table(table.cast(self._schema))
+        elif table.schema != self._schema:
+            table = table.cast(self._schema)
+        self._queue.put(table)
         self.rows += table.num_rows
 
     def commit(self, empty_schema: pa.Schema | None = None) -> None:
-        if self._writer is None:
+        self._queue.put(self._STOP)
+        self._thread.join()
+        self._raise()
+        if self._schema is None:
             pq.write_table(pa.Table.from_pylist([], schema=empty_schema or pa.schema([])), self.tmp)
-        else:
-            self._writer.close()
         with open(self.tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(self.tmp, self.final)
 
     def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        if self._thread.is_alive():
+            self._queue.put(self._STOP)
+            self._thread.join()
         self.tmp.unlink(missing_ok=True)
 
 
