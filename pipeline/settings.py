@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         description="Bytes of CSV read per validation batch; bounds the gate's memory.",
     )
     log_level: str = Field("INFO", description="Logging level for the pipeline's loggers.")
+    ingest_workers: int = Field(
+        2, ge=1, le=16, description="Activity deliveries ingested at once (threads; polars and pyarrow release the GIL)."
+    )
     validation_engine: Literal["polars", "gx"] = Field(
         "polars",
         description="Rule engine at the gate: polars (fast, streaming) or gx (the reference engine).",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,8 @@ class GxProject:
         self.context.variables.save()
         self._datasource = self.context.data_sources.add_or_update_pandas("deliveries")
         self._checkpoints: dict[tuple[str, tuple[str, ...]], object] = {}
+        #: GX's context and stores are not thread-safe: one caller at a time.
+        self.lock = threading.RLock()
 
     def _checkpoint(self, table: TableSpec, columns: list[str]):
         key = (table.name, tuple(columns))
@@ -81,6 +84,10 @@ class GxProject:
 
     def validate_batch(self, table: TableSpec, columns: list[str], frame, run_name: str):
         """Validate one batch (a pandas frame); return counts per rule and structure success."""
+        with self.lock:
+            return self._validate_batch(table, columns, frame, run_name)
+
+    def _validate_batch(self, table: TableSpec, columns: list[str], frame, run_name: str):
         cp = self._checkpoint(table, columns)
         result = cp.run(
             batch_parameters={"dataframe": frame},
@@ -113,6 +120,10 @@ class GxProject:
                       passed: dict[str, bool], run_name: str) -> None:
         """Store counts computed by the fast engine as a GX validation result, so Data Docs
         cover every delivery whichever engine judged it. Counts only, never values."""
+        with self.lock:
+            self._record_counts(table, columns, counts, passed, run_name)
+
+    def _record_counts(self, table, columns, counts, passed, run_name) -> None:
         from great_expectations.core import (
             ExpectationSuiteValidationResult,
             ExpectationValidationResult,
@@ -163,7 +174,8 @@ class GxProject:
         self.context.validation_results_store.set(key, outcome)
 
     def build_data_docs(self) -> Path:
-        self.context.build_data_docs()
+        with self.lock:
+            self.context.build_data_docs()
         return self.data_docs_index
 
     @property

@@ -203,17 +203,25 @@ class Firewall:
         return lf.join(hashed, on="__digits", how="left", maintain_order="left")
 
     def _postcode(self, lf: pl.LazyFrame, column: str) -> pl.LazyFrame:
-        well_formed, formatted = normalised_postcode(pl.col(column))
-        lf = lf.with_columns(__pc_ok=well_formed, __pc=formatted, __pc_raw=pl.col(column).is_not_null())
-        lf = lf.join(self.lookup.lazy().rename({"postcode": "__pc"}), on="__pc", how="left", maintain_order="left")
-        status = (pl.when(~pl.col("__pc_raw")).then(pl.lit("missing"))
-                  .when(~pl.col("__pc_ok")).then(pl.lit("malformed"))
+        """Geography, keyed hash and status, worked out once per distinct delivered value and
+        joined back (a batch holds thousands of rows per postcode unit)."""
+        distinct = lf.select(pl.col(column).alias("__pc_value")).drop_nulls().unique()
+        well_formed, formatted = normalised_postcode(pl.col("__pc_value"))
+        distinct = distinct.with_columns(__pc_ok=well_formed, __pc=formatted).join(
+            self.lookup.lazy().rename({"postcode": "__pc"}), on="__pc", how="left")
+        status = (pl.when(~pl.col("__pc_ok")).then(pl.lit("malformed"))
                   .when(pl.col("lsoa21cd").is_null()).then(pl.lit("unmatched"))
                   .when(pl.col("terminated")).then(pl.lit("terminated"))
                   .otherwise(pl.lit("matched")))
-        sector = pl.when(pl.col("__pc_ok")).then(pl.col("__pc").str.head(-2))
-        keyed = hmac_expr(pl.col("__pc"), self.keys.postcode.material, POSTCODE_PREFIX)
-        return lf.with_columns(postcode_status=status, postcode_sector=sector, postcode_hash=keyed)
+        distinct = distinct.select(
+            "__pc_value", "lsoa21cd", "ward_code", "imd_decile",
+            postcode_status=status,
+            postcode_sector=pl.when(pl.col("__pc_ok")).then(pl.col("__pc").str.head(-2)),
+            postcode_hash=hmac_expr(pl.col("__pc"), self.keys.postcode.material, POSTCODE_PREFIX),
+        )
+        lf = lf.join(distinct, left_on=column, right_on="__pc_value", how="left", maintain_order="left")
+        return lf.with_columns(
+            postcode_status=pl.when(pl.col(column).is_null()).then(pl.lit("missing")).otherwise(pl.col("postcode_status")))
 
     @staticmethod
     def _typed(col) -> pl.Expr | None:

@@ -29,6 +29,7 @@ import json
 import logging
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -43,7 +44,7 @@ from pipeline.contracts.suites import numeric_shadow
 from pipeline.errors import DeliveryError, DeliveryQuarantined
 from pipeline.ingest._gx import GxProject
 from pipeline.ingest.deliveries import Delivery
-from pipeline.ingest.rules import count_rules, read_batches
+from pipeline.ingest.rules import RuleCounter, read_batches
 from pipeline.logs import contains_identifier
 from pipeline.settings import Settings
 
@@ -52,6 +53,15 @@ __all__ = ["GateResult", "RuleOutcome", "ValidationGate"]
 log = logging.getLogger("pipeline.gate")
 
 _SAFE_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .-]{0,63}$")
+
+
+#: What a malformed CSV raises: Arrow's messages quote the offending row, so never pass them on.
+PARSE_ERRORS = (pa.ArrowInvalid, pl.exceptions.ComputeError, pl.exceptions.NoDataError)
+
+
+def unparseable_csv(rows_read: int) -> str:
+    return (f"the CSV could not be parsed after row {rows_read:,} "
+            "(a row with the wrong number of fields, or a broken quote)")
 
 
 def _printable_column(name: str, position: int) -> str:
@@ -134,12 +144,14 @@ class ValidationGate:
         self.settings = settings
         self.audit = audit or AuditLog(settings.audit_log)
         self._gx: GxProject | None = None
+        self._gx_lock = threading.Lock()
         self._contracts: dict[str, FeedContract] = {}
 
     @property
     def gx(self) -> GxProject:
-        if self._gx is None:
-            self._gx = GxProject(self.settings.validation_dir)
+        with self._gx_lock:
+            if self._gx is None:
+                self._gx = GxProject(self.settings.validation_dir)
         return self._gx
 
     def contract(self, feed: str) -> FeedContract:
@@ -158,48 +170,68 @@ class ValidationGate:
         digest: str | None = None,
     ) -> GateResult:
         """Validate one delivery file; quarantine it if it fails. Returns the result."""
+        started = time.perf_counter()
+        result, delivery, table, columns = self.open_delivery(path, feed, digest)
+        if delivery is None:
+            return result
+        if self.settings.validation_engine == "polars":
+            counter = RuleCounter(table, columns)
+            try:
+                for batch in read_batches(delivery.path, columns, self.settings.validation_batch_bytes):
+                    counter.add(pl.from_arrow(batch))
+                    if on_batch:
+                        on_batch(batch.num_rows)
+            except PARSE_ERRORS:
+                result.reasons.append(unparseable_csv(counter.rows))
+            return self.conclude(result, delivery, table, columns, counter, started, digest)
+        try:
+            self._validate_rows_gx(delivery, table, columns, result, on_batch)
+        except PARSE_ERRORS:
+            result.reasons.append(unparseable_csv(result.rows))
+        return self._finish(result, delivery, started, digest)
+
+    def open_delivery(self, path: Path | str, feed: str | None = None, digest: str | None = None):
+        """Contract, name, table and header checks, before any row is read.
+
+        Returns ``(result, delivery, table, columns)``; ``delivery`` is None when the delivery
+        was already quarantined (``result`` says why). A contract problem raises.
+        """
         path = Path(path)
         if not path.is_file():
             raise DeliveryError(f"delivery file not found: {path}")
         feed = feed or path.parent.name
         contract = self.contract(feed)  # raises before anything is read
+        started = time.perf_counter()
         try:
             delivery = Delivery.from_path(path, feed)
         except DeliveryError as exc:
             unknown = Delivery(feed=feed, table="unidentified", period="unknown", version=0, path=path)
             result = GateResult(delivery_id=unknown.id, feed=feed, table=unknown.table, file=path.name,
                                 passed=False, contract_version=contract.version, reasons=[str(exc)])
-            return self._finish(result, unknown, time.perf_counter())
-        started = time.perf_counter()
-        result = GateResult(
-            delivery_id=delivery.id,
-            feed=delivery.feed,
-            table=delivery.table,
-            file=path.name,
-            passed=False,
-            contract_version=contract.version,
-        )
+            return self._finish(result, unknown, started, digest), None, None, []
+        result = GateResult(delivery_id=delivery.id, feed=delivery.feed, table=delivery.table, file=path.name,
+                            passed=False, contract_version=contract.version)
         table = contract.tables.get(delivery.table)
         if table is None:
             result.reasons.append(
                 f"table '{delivery.table}' is not declared in contract '{contract.name}' "
                 f"(declared: {', '.join(sorted(contract.tables))})"
             )
-            return self._finish(result, delivery, started, digest)
-
-        header = read_header(path)
-        columns = self._check_header(header, table, result)
+            return self._finish(result, delivery, started, digest), None, None, []
+        columns = self._check_header(read_header(path), table, result)
         if result.reasons:
-            return self._finish(result, delivery, started, digest)
+            return self._finish(result, delivery, started, digest), None, None, []
+        return result, delivery, table, columns
 
-        try:
-            self._validate_rows(delivery, table, columns, result, on_batch)
-        except (pa.ArrowInvalid, pl.exceptions.ComputeError, pl.exceptions.NoDataError):
-            # Arrow's message quotes the offending row: never pass it on.
-            result.reasons.append(
-                f"the CSV could not be parsed after row {result.rows:,} "
-                "(a row with the wrong number of fields, or a broken quote)"
-            )
+    def conclude(self, result: GateResult, delivery: Delivery, table: TableSpec, columns: list[str],
+                 counter: RuleCounter, started: float, digest: str | None = None) -> GateResult:
+        """Judge every rule on the whole delivery's counts, record them, and finish (receipt or
+        quarantine). Used by ``validate`` and by ingest's single pass."""
+        result.rows, result.batches = counter.rows, counter.batches
+        counts = counter.counts()
+        self._judge(table, {c.rule: [c.elements, c.missing, c.unexpected] for c in counts}, result)
+        self.gx.record_counts(table, columns, counts, {o.rule: o.passed for o in result.outcomes},
+                              run_name=f"{delivery.slug}__all")
         return self._finish(result, delivery, started, digest)
 
     def _check_header(self, header: list[str], table: TableSpec, result: GateResult) -> list[str]:
@@ -228,19 +260,6 @@ class ValidationGate:
         if missing_optional:
             result.warnings.append(f"optional column(s) absent: {', '.join(missing_optional)}")
         return [h for h in header if h in declared]
-
-    def _validate_rows(self, delivery, table, columns, result, on_batch) -> None:
-        if self.settings.validation_engine == "polars":
-            rows, batches, counts = count_rules(
-                delivery.path, table, columns, self.settings.validation_batch_bytes, on_batch
-            )
-            result.rows, result.batches = rows, batches
-            totals = {c.rule: [c.elements, c.missing, c.unexpected] for c in counts}
-            self._judge(table, totals, result)
-            self.gx.record_counts(table, columns, counts,
-                                  {o.rule: o.passed for o in result.outcomes}, run_name=f"{delivery.slug}__all")
-            return
-        self._validate_rows_gx(delivery, table, columns, result, on_batch)
 
     def _validate_rows_gx(self, delivery, table, columns, result, on_batch) -> None:
         import pandas as pd

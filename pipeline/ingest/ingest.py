@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +27,15 @@ from pipeline.contracts import FeedContract, FeedKind
 from pipeline.errors import DeliveryError, DeliveryQuarantined, OptOutListStale
 from pipeline.ingest.deliveries import Delivery, find_delivery_files
 from pipeline.ingest.firewall import Firewall, FirewallKeys, normalised_postcode
-from pipeline.ingest.gate import GateResult, ValidationGate, _sha256, read_header
-from pipeline.ingest.rules import read_batches
+from pipeline.ingest.gate import (
+    PARSE_ERRORS,
+    GateResult,
+    ValidationGate,
+    _sha256,
+    read_header,
+    unparseable_csv,
+)
+from pipeline.ingest.rules import RuleCounter, read_batches
 from pipeline.ingest.staging import (
     ParquetOut,
     pin_linkage_key,
@@ -91,19 +99,53 @@ class Ingestor:
             linkage_previous=keystore.domain_key(KeyDomain.LINKAGE, previous[-1]) if previous else None,
         )
         self._lookup: pl.DataFrame | None = None
-        self._opt_out_info: dict = {}
+        self._opt_out_cache: dict[str, tuple[dict[str, pl.Series], dict]] = {}
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------
-    def ingest_all(self, feeds: list[str] | None = None, on_result=None) -> list[IngestResult]:
+    def plan(self, feeds: list[str] | None = None) -> list[tuple[Path, str]]:
+        """Every waiting delivery, in ingest order (reference, opt-out lists, activity)."""
         files = find_delivery_files(self.settings.landing, feeds)
         order = {kind: i for i, kind in enumerate(INGEST_ORDER)}
         files.sort(key=lambda item: (order[self.gate.contract(item[1]).ig.feedKind], item[1], item[0].name))
+        return files
+
+    def is_activity(self, feed: str) -> bool:
+        return self.gate.contract(feed).ig.feedKind is FeedKind.ACTIVITY
+
+    def prepare_activity(self, feeds: set[str]) -> None:
+        """Load what concurrent activity ingests share (contracts, the key pin, the postcode
+        lookup, the opt-out sets) once, before they start; raises if a list is stale."""
+        pin_linkage_key(self.settings.staging, self.keys.linkage, self.keys.linkage_previous)
+        for feed in sorted(feeds):
+            contract = self.gate.contract(feed)
+            self._opt_outs(contract)
+            if any(c.action == "postcode-geography" for t in contract.tables.values() for c in t.columns):
+                self._postcode_lookup()
+        self.gate.gx  # noqa: B018 - create the GX project before threads share it
+
+    def ingest_all(self, feeds: list[str] | None = None, on_result=None) -> list[IngestResult]:
+        """Ingest every waiting delivery: lists and reference data in order, then activity
+        deliveries ``settings.ingest_workers`` at a time."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        files = self.plan(feeds)
+        first = [(p, f) for p, f in files if not self.is_activity(f)]
+        activity = [(p, f) for p, f in files if self.is_activity(f)]
         results = []
-        for path, feed in files:
-            result = self.ingest(path, feed)
+
+        def done(result):
             results.append(result)
             if on_result:
                 on_result(result)
+
+        for path, feed in first:
+            done(self.ingest(path, feed))
+        if activity:
+            self.prepare_activity({f for _, f in activity})
+            with ThreadPoolExecutor(max_workers=self.settings.ingest_workers, thread_name_prefix="ingest") as pool:
+                for result in pool.map(lambda item: self.ingest(*item), activity):
+                    done(result)
         self.gate.build_data_docs()
         return results
 
@@ -128,17 +170,30 @@ class Ingestor:
                       f"extract must come as a new version (v{delivery.version + 1})")
             return self._from_gate(self.gate.quarantine(delivery, [reason], contract.version), started)
 
-        checked = self.gate.validate(path, feed, digest=digest)
-        if not checked.passed:
-            return self._from_gate(checked, started)
+        kind = contract.ig.feedKind
+        table = contract.table(delivery.table) if delivery.table in contract.tables else None
+        # With the polars engine, activity and opt-out deliveries are validated and transformed in
+        # one pass: the firewall's output goes to a temporary file that is committed only if the
+        # gate's verdict on the whole delivery passes. Otherwise the gate runs first, on its own.
+        single_pass = self.settings.validation_engine == "polars" and kind is not FeedKind.REFERENCE
+        gate_started = time.perf_counter()
+        if single_pass:
+            gate_result, checked_delivery, table, columns = self.gate.open_delivery(path, feed, digest)
+            if checked_delivery is None:
+                return self._from_gate(gate_result, started)
+        else:
+            checked = self.gate.validate(path, feed, digest=digest)
+            if not checked.passed:
+                return self._from_gate(checked, started)
+            header = read_header(path)
+            columns = [c for c in table.column_names if c in header]
         pin_linkage_key(self.settings.staging, self.keys.linkage, self.keys.linkage_previous)
 
-        kind = contract.ig.feedKind
-        table = contract.table(delivery.table)
         if kind is FeedKind.REFERENCE:
             firewall = None
         else:
             opt_outs = self._opt_outs(contract) if kind is FeedKind.ACTIVITY else {}
+            opt_out_info = self._opt_out_cache.get(contract.name, ({}, {}))[1]
             lookup = self._postcode_lookup() if any(c.action == "postcode-geography" for c in table.columns) else None
             firewall = Firewall(table, feed, self.keys, lookup=lookup, opt_outs=opt_outs,
                                 allow_test_range=self.settings.allow_synthetic_nhs_numbers)
@@ -148,8 +203,12 @@ class Ingestor:
             bridge_dir = (self.settings.staging / "_bridges" /
                           f"{self.keys.linkage_previous.key_id}__to__{self.keys.linkage.key_id}".replace("/", "-"))
             bridge_out = ParquetOut(bridge_dir / f"{delivery.slug}.parquet")
-        header = read_header(path)
-        columns = [c for c in table.column_names if c in header]
+
+        def abort():
+            out.abort()
+            if bridge_out is not None:
+                bridge_out.abort()
+
         rows_in = 0
         try:
             if firewall is None:
@@ -158,17 +217,33 @@ class Ingestor:
                 out.write(staged.to_arrow())
                 counts = {"rows_in": rows_in, "rows_out": staged.height}
             else:
-                for batch in read_batches(path, columns, self.settings.validation_batch_bytes):
-                    staged, bridge = firewall.transform(pl.from_arrow(batch), rows_in)
-                    rows_in += batch.num_rows
-                    out.write(staged.to_arrow())
-                    if bridge_out is not None and bridge is not None and bridge.height:
-                        bridge_out.write(bridge.to_arrow())
+                counter = RuleCounter(table, columns) if single_pass else None
+                try:
+                    for batch in read_batches(path, columns, self.settings.validation_batch_bytes):
+                        frame = pl.from_arrow(batch)
+                        if counter is not None:
+                            counter.add(frame)
+                        staged, bridge = firewall.transform(frame, rows_in)
+                        rows_in += batch.num_rows
+                        out.write(staged.to_arrow())
+                        if bridge_out is not None and bridge is not None and bridge.height:
+                            bridge_out.write(bridge.to_arrow())
+                except PARSE_ERRORS:
+                    if not single_pass:
+                        raise
+                    abort()
+                    gate_result.reasons.append(unparseable_csv(rows_in))
+                    return self._from_gate(self.gate.conclude(gate_result, checked_delivery, table, columns, counter,
+                                                              gate_started, digest), started)
+                if single_pass:
+                    verdict = self.gate.conclude(gate_result, checked_delivery, table, columns, counter,
+                                                 gate_started, digest)
+                    if not verdict.passed:
+                        abort()  # nothing of a failing delivery is published
+                        return self._from_gate(verdict, started)
                 counts = firewall.stats.as_dict()
                 if firewall.stats.unparseable:
-                    out.abort()
-                    if bridge_out:
-                        bridge_out.abort()
+                    abort()
                     reasons = [
                         f"column '{col}', rule '{col}_parses': {n:,} value(s) have the right shape but are "
                         f"not a real {table.column(col).logical_type} (e.g. a 30th of February)"
@@ -181,9 +256,7 @@ class Ingestor:
             if bridge_out is not None:
                 bridge_out.commit()
         except BaseException:
-            out.abort()
-            if bridge_out is not None:
-                bridge_out.abort()
+            abort()
             raise
         doc = {
             "delivery": delivery.id,
@@ -202,7 +275,7 @@ class Ingestor:
                 "postcode": {"key_id": self.keys.postcode.key_id, "fingerprint": self.keys.postcode.fingerprint},
                 "local_id": {"key_id": self.keys.local_id.key_id, "fingerprint": self.keys.local_id.fingerprint},
             },
-            "opt_out_lists": self._opt_out_info if kind is FeedKind.ACTIVITY else {},
+            "opt_out_lists": opt_out_info if firewall is not None and kind is FeedKind.ACTIVITY else {},
             "code_version": pipeline.__version__,
             "allow_synthetic_nhs_numbers": self.settings.allow_synthetic_nhs_numbers,
             "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -240,8 +313,12 @@ class Ingestor:
 
     def _postcode_lookup(self) -> pl.DataFrame:
         """The newest validated postcode lookup, read from landing into this step's memory only."""
-        if self._lookup is not None:
+        with self._lock:
+            if self._lookup is None:
+                self._lookup = self._load_postcode_lookup()
             return self._lookup
+
+    def _load_postcode_lookup(self) -> pl.DataFrame:
         candidates = []
         for path, _feed in find_delivery_files(self.settings.landing, ["postcode_lookup"]):
             try:
@@ -261,14 +338,20 @@ class Ingestor:
         columns = list(contract.table("postcode_lookup").column_names)
         frame = pl.concat([pl.from_arrow(b) for b in read_batches(path, columns, 64 * 2**20)])
         _, formatted = normalised_postcode(pl.col("postcode"))
-        self._lookup = frame.select(
+        return frame.select(
             formatted.alias("postcode"), "lsoa21cd", "ward_code",
             pl.col("imd_decile").cast(pl.Int32), terminated=pl.col("date_terminated").is_not_null(),
         ).drop_nulls("postcode").unique("postcode", keep="first")
-        return self._lookup
 
     def _opt_outs(self, contract: FeedContract) -> dict[str, pl.Series]:
-        """Pseudonyms of people whose applicable opt-out removes them; refuses stale lists."""
+        """Pseudonyms of people whose applicable opt-out removes them; refuses stale lists.
+        Loaded once per feed and run (``prepare_activity`` does it before threads start)."""
+        with self._lock:
+            if contract.name not in self._opt_out_cache:
+                self._opt_out_cache[contract.name] = self._load_opt_outs(contract)
+            return self._opt_out_cache[contract.name][0]
+
+    def _load_opt_outs(self, contract: FeedContract) -> tuple[dict[str, pl.Series], dict]:
         sets, info = {}, {}
         for name, (feed, table, attribute) in OPT_OUT_FEEDS.items():
             if not getattr(contract.ig, attribute).applies:
@@ -293,6 +376,5 @@ class Ingestor:
             staged = self.settings.staging / feed / table / latest["output"]["file"]
             sets[name] = pl.read_parquet(staged, columns=["person_pid"])["person_pid"].drop_nulls().unique()
             info[name] = {"delivery": latest["delivery"], "age_days": age, "entries": sets[name].len()}
-        self._opt_out_info = info
-        return sets
+        return sets, info
 

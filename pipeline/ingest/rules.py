@@ -70,27 +70,42 @@ def _rule_exprs(rule: QualityRule, i: int) -> list[pl.Expr]:
     return [considered.cast(pl.Int64).alias(f"c{i}"), failing.cast(pl.Int64).alias(f"f{i}")]
 
 
+class RuleCounter:
+    """Counts for every rule, summed over the batches it is shown (one pass, any batch size)."""
+
+    def __init__(self, table: TableSpec, columns: list[str]):
+        self.rules = [r for r in table.rules if r.column in columns]
+        self.exprs = [pl.len().cast(pl.Int64).alias("rows")]
+        for i, rule in enumerate(self.rules):
+            self.exprs += _rule_exprs(rule, i)
+        self.totals: dict[str, int] = {}
+        self.batches = 0
+
+    def add(self, frame: pl.DataFrame) -> None:
+        for k, v in frame.select(self.exprs).row(0, named=True).items():
+            self.totals[k] = self.totals.get(k, 0) + int(v)
+        self.batches += 1
+
+    @property
+    def rows(self) -> int:
+        return self.totals.get("rows", 0)
+
+    def counts(self) -> list[ExpectationCount]:
+        out = []
+        for i, rule in enumerate(self.rules):
+            considered, failing = self.totals.get(f"c{i}", 0), self.totals.get(f"f{i}", 0)
+            missing = 0 if rule.metric == "nullValues" else self.rows - considered
+            out.append(ExpectationCount(rule.name, self.rows, missing, failing))
+        return out
+
+
 def count_rules(
     path: Path, table: TableSpec, columns: list[str], batch_bytes: int, on_batch=None
 ) -> tuple[int, int, list[ExpectationCount]]:
     """(rows, batches, counts per rule) for the rules whose column the delivery has."""
-    rules = [r for r in table.rules if r.column in columns]
-    exprs = [pl.len().cast(pl.Int64).alias("rows")]
-    for i, rule in enumerate(rules):
-        exprs += _rule_exprs(rule, i)
-    totals: dict[str, int] = {}
-    batches = 0
+    counter = RuleCounter(table, columns)
     for batch in read_batches(path, columns, batch_bytes):
-        row = pl.from_arrow(batch).select(exprs).row(0, named=True)
-        for k, v in row.items():
-            totals[k] = totals.get(k, 0) + int(v)
-        batches += 1
+        counter.add(pl.from_arrow(batch))
         if on_batch:
             on_batch(batch.num_rows)
-    rows = totals.get("rows", 0)
-    counts = []
-    for i, rule in enumerate(rules):
-        considered, failing = totals.get(f"c{i}", 0), totals.get(f"f{i}", 0)
-        missing = 0 if rule.metric == "nullValues" else rows - considered
-        counts.append(ExpectationCount(rule.name, rows, missing, failing))
-    return rows, batches, counts
+    return counter.rows, counter.batches, counter.counts()

@@ -79,9 +79,11 @@ class ParquetOut:
     def __init__(self, final: Path):
         self.final = Path(final)
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        for stale in self.final.parent.glob(".tmp-*"):
-            stale.unlink(missing_ok=True)  # leftovers of a crashed run
-        self.tmp = self.final.parent / f".tmp-{uuid.uuid4().hex}.parquet"
+        # Leftovers of a crashed run of this same delivery (other deliveries of the table may be
+        # being written next to it right now, so only this file's own temporaries go).
+        for stale in self.final.parent.glob(f".tmp-{self.final.stem}-*"):
+            stale.unlink(missing_ok=True)
+        self.tmp = self.final.parent / f".tmp-{self.final.stem}-{uuid.uuid4().hex}.parquet"
         self.rows = 0
         self._schema: pa.Schema | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=2)

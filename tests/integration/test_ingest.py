@@ -139,3 +139,22 @@ def test_an_impossible_date_names_column_and_rule_not_the_value(population_copy,
         result.raise_if_quarantined()
     assert "column 'admission_date'" in str(exc.value) and "2025-02-30" not in str(exc.value)
     assert not (population_copy.staging / "sus_apc" / "sus_apc_spells" / f"{path.stem.split('_')[-2]}__v1.parquet").exists()
+
+
+def test_a_delivery_failing_the_gate_in_the_single_pass_stages_nothing(population_copy):
+    ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout"])
+    path = sorted((population_copy.landing / "sus_apc").glob("*.csv"))[5]
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    row = lines[1].split(",")
+    row[header.index("gender")] = "Q"
+    lines[1] = ",".join(row)
+    path.write_text("\n".join(lines) + "\n")
+    results = {r.file: r for r in ingest(population_copy, ["sus_apc"])}
+    bad = results[path.name]
+    assert bad.status == "quarantined" and "rule 'gender_code'" in bad.reasons[0]
+    folder = population_copy.staging / "sus_apc" / "sus_apc_spells"
+    period = path.stem.split("_")[-2]
+    assert not (folder / f"{period}__v1.parquet").exists() and not (folder / f"{period}__v1.manifest.json").exists()
+    assert not list(folder.glob(".tmp-*"))
+    assert sum(r.status == "staged" for r in results.values()) == len(results) - 1
