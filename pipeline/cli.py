@@ -236,7 +236,7 @@ def _export_to_flow(settings: Settings) -> None:
     import os
 
     for name in ("contracts_dir", "as_of", "allow_synthetic_nhs_numbers", "validation_batch_bytes",
-                 "validation_engine", "log_level"):
+                 "validation_engine", "ingest_workers", "log_level"):
         value = getattr(settings, name)
         if value is not None:
             os.environ[f"SAFEHAVEN_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
@@ -248,6 +248,8 @@ def _run_ingest(settings: Settings, feeds: list[str] | None) -> list[dict]:
 
     _export_to_flow(settings)
     prefect_environment(settings)
+    from prefect.task_runners import ThreadPoolTaskRunner
+
     from pipeline.flows.ingest import ingest_flow, set_progress_hook
 
     results: list[dict] = []
@@ -268,7 +270,8 @@ def _run_ingest(settings: Settings, feeds: list[str] | None) -> list[dict]:
 
         set_progress_hook(hook)
         try:
-            ingest_flow(data_root=str(settings.data_root.resolve()), feeds=feeds)
+            runner = ThreadPoolTaskRunner(max_workers=settings.ingest_workers)
+            ingest_flow.with_options(task_runner=runner)(data_root=str(settings.data_root.resolve()), feeds=feeds)
         finally:
             set_progress_hook(None)
         progress.update(task, description="ingest done")

@@ -15,8 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from pipeline.ingest.deliveries import find_delivery_files
-from pipeline.ingest.ingest import INGEST_ORDER, Ingestor
+from pipeline.ingest.ingest import Ingestor
 from pipeline.keys import open_keystore
 from pipeline.logs import install_redaction
 from pipeline.settings import Settings, load_settings
@@ -49,12 +48,16 @@ def _ingestor(data_root: str) -> Ingestor:
 
 
 @task(name="plan-deliveries", cache_policy=NO_CACHE, persist_result=False)
-def plan_deliveries(data_root: str, feeds: list[str] | None) -> list[tuple[str, str]]:
+def plan_deliveries(data_root: str, feeds: list[str] | None) -> list[tuple[str, str, bool]]:
+    """(path, feed, is activity) for every waiting delivery, in ingest order."""
     ingestor = _ingestor(data_root)
-    files = find_delivery_files(ingestor.settings.landing, feeds)
-    order = {kind: i for i, kind in enumerate(INGEST_ORDER)}
-    files.sort(key=lambda item: (order[ingestor.gate.contract(item[1]).ig.feedKind], item[1], item[0].name))
-    return [(str(p), f) for p, f in files]
+    return [(str(p), f, ingestor.is_activity(f)) for p, f in ingestor.plan(feeds)]
+
+
+@task(name="prepare-activity", cache_policy=NO_CACHE, persist_result=False)
+def prepare_activity(data_root: str, feeds: list[str]) -> None:
+    """Load the shared lookup and opt-out sets once (refusing stale lists) before the pool."""
+    _ingestor(data_root).prepare_activity(set(feeds))
 
 
 @task(name="ingest-delivery", cache_policy=NO_CACHE, persist_result=False)
@@ -83,7 +86,12 @@ def ingest_flow(data_root: str, feeds: list[str] | None = None) -> dict:
     _INGESTORS.pop(data_root, None)  # a fresh ingestor per run: current keys and lookups
     plan = plan_deliveries(data_root, feeds)
     logger.info("%d deliveries to ingest", len(plan))
-    outcomes = [ingest_delivery(data_root, path, feed) for path, feed in plan]
+    outcomes = [ingest_delivery(data_root, path, feed) for path, feed, activity in plan if not activity]
+    activity = [(path, feed) for path, feed, is_activity in plan if is_activity]
+    if activity:
+        prepare_activity(data_root, sorted({feed for _, feed in activity}))
+        futures = [ingest_delivery.submit(data_root, path, feed) for path, feed in activity]
+        outcomes += [future.result() for future in futures]
     build_data_docs(data_root)
     by_feed: dict[str, Counter] = {}
     for o in outcomes:
