@@ -194,6 +194,37 @@ class LocalKeystore:
                 return
         raise KeystoreError(f"no master version {version}")
 
+    # Data-encryption keys ----------------------------------------------------------------
+    def data_key(self, name: str, create: bool = False) -> bytes:
+        """A random 32-byte data-encryption key for one dataset generation (e.g. a warehouse
+        file), stored wrapped under the KEK. Random, not derived, so it can be destroyed on its
+        own: destroying it crypto-shreds every copy of that generation."""
+        keys = self._doc.setdefault("data_keys", {})
+        entry = keys.get(name)
+        aad = f"safehaven-data-key:{name}".encode()
+        if entry is None or entry.get("status") == "destroyed":
+            if not create or entry is not None:
+                raise KeystoreError(f"no usable data-encryption key '{name}'")
+            secret, nonce = secrets.token_bytes(32), secrets.token_bytes(12)
+            keys[name] = {"status": "active", "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                          "nonce": _b64(nonce), "ciphertext": _b64(AESGCM(self._kek).encrypt(nonce, secret, aad))}
+            self._write(self.path, self._doc)
+            return secret
+        try:
+            return AESGCM(self._kek).decrypt(_unb64(entry["nonce"]), _unb64(entry["ciphertext"]), aad)
+        except InvalidTag:
+            raise KeystoreError(f"data-encryption key '{name}' failed its integrity check") from None
+
+    def destroy_data_key(self, name: str) -> None:
+        """Delete a data-encryption key's ciphertext for good (crypto-shredding)."""
+        entry = self._doc.get("data_keys", {}).get(name)
+        if entry is None:
+            raise KeystoreError(f"no data-encryption key '{name}'")
+        entry.update(status="destroyed", destroyed=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        entry.pop("nonce", None)
+        entry.pop("ciphertext", None)
+        self._write(self.path, self._doc)
+
     # Reading -----------------------------------------------------------------------------
     @property
     def label(self) -> str:

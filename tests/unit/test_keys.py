@@ -109,3 +109,17 @@ def test_kek_from_environment_text(tmp_path):
 def test_demo_keystore_is_labelled(tmp_path):
     store = open_keystore(Settings(data_root=tmp_path), create_demo=True)
     assert "DEMO" in store.label
+
+
+def test_data_keys_are_random_per_generation_and_can_be_destroyed(store):
+    first = store.data_key("warehouse-g1", create=True)
+    assert store.data_key("warehouse-g1") == first and len(first) == 32
+    second = store.data_key("warehouse-g2", create=True)
+    assert second != first
+    assert first.hex() not in store.path.read_text()
+    store.destroy_data_key("warehouse-g1")
+    with pytest.raises(KeystoreError):
+        store.data_key("warehouse-g1")
+    with pytest.raises(KeystoreError):
+        store.data_key("warehouse-g1", create=True)  # a destroyed generation is never re-created
+    assert store.data_key("warehouse-g2") == second
