@@ -5,7 +5,7 @@ show only ids and fingerprints and refuse to be pickled; flows pass key *ids*.
 """
 
 from pipeline.keys.domains import DomainKey, KeyDomain, derive_domain_key, fingerprint_of
-from pipeline.keys.keystore import DEMO_PASSPHRASE, KeyEncryptionKey, Keystore, LocalKeystore
+from pipeline.keys.store import DEMO_PASSPHRASE, KeyEncryptionKey, Keystore, LocalKeystore
 
 __all__ = [
     "DEMO_PASSPHRASE",

@@ -10,7 +10,7 @@ is the fast path (polars-hash, in Rust, parallel); tests hold them to agree.
 Each distinct NHS number is hashed once and joined back (``pseudonymise_column``), so the
 cost is per person, not per row.
 
-The display form, for case-finding letters and phone calls, is ``P1-XXXX-XXXX-XXXX-XXXX-C``:
+The display form, for case-finding letters and phone calls, is four groups of four Crockford characters and a check symbol, e.g. ``P1-67EP-5TKB-WP0C-PPVA-~``:
 Crockford base32 of the first 80 bits with a mod-37 check symbol. It always has letters and
 dashes in 4-character groups, so it can never be mistaken for (or redacted as) an NHS number.
 """
@@ -89,7 +89,7 @@ def pseudonymise_column(frame: pl.DataFrame, digits_column: str, domain_key: byt
 
 
 def display_form(pseudonym_hex: str, version: int = 1) -> str:
-    """``P<version>-XXXX-XXXX-XXXX-XXXX-C``: Crockford base32 of the first 80 bits + check."""
+    """``P<version>-`` then Crockford base32 of the first 80 bits in four groups of four, then a check symbol."""
     if not re.fullmatch(r"[0-9a-f]{32}", pseudonym_hex or ""):
         raise ValueError("display_form() takes a 32-hex-character pseudonym")
     value = int(pseudonym_hex[:20], 16)  # 80 bits
@@ -107,7 +107,7 @@ def parse_display_form(text: str) -> tuple[int, str]:
     cleaned = text.strip().upper().replace(" ", "")
     match = re.fullmatch(r"P(\d+)-?((?:[0-9A-Z]{4}-?){4})([0-9A-Z*~$=U])", cleaned)
     if not match:
-        raise ValueError("not a pseudonym display form (P1-XXXX-XXXX-XXXX-XXXX-C)")
+        raise ValueError("not a pseudonym display form (like P1-67EP-5TKB-WP0C-PPVA-~)")
     body = match.group(2).replace("-", "")
     try:
         value = 0
