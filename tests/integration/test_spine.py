@@ -7,7 +7,7 @@ import polars as pl
 
 from pipeline.ingest.ingest import Ingestor
 from pipeline.keys import open_keystore
-from pipeline.linkage import Warehouse, build_spine
+from pipeline.linkage import Warehouse, build_spine, rescue_link
 
 ACTIVITY = ("sus_apc", "sus_op", "ecds", "csds", "mhsds", "gp", "asc")
 
@@ -22,7 +22,8 @@ def _staged_with_truth(settings):
         if "person_pid" not in staged.columns:
             continue
         truth = pl.read_parquet(settings.synthetic_truth / "records" / doc["input"]["file"].replace(".csv", ".parquet"))
-        joined = staged.select("person_pid", "source_row").join(
+        joined = staged.select("person_pid", "source_row").with_columns(
+            source=pl.lit(doc["table"]), period=pl.lit(doc["period"])).join(
             truth.select(pl.col("row").cast(pl.Int64).alias("source_row"), "person_id", "intended_nhs_status"),
             on="source_row", how="left")
         frames.append(joined)
@@ -47,6 +48,8 @@ def test_deterministic_linkage_precision_and_recall(population_copy):
     con = warehouse.open(create=False)
     try:
         people = build_spine(con)
+        rescue = rescue_link(con)
+        rescued = con.execute("SELECT source, _period AS period, source_row, person_pid, confidence FROM rescued_links").pl()
         spine = con.execute("SELECT * FROM spine").pl()
         spells = con.execute("SELECT count(*), count(DISTINCT spell_id) FROM apc_spells").fetchone()
     finally:
@@ -56,3 +59,15 @@ def test_deterministic_linkage_precision_and_recall(population_copy):
     assert not spine["gender_conflict"].any() and not spine["age_conflict"].any()
     assert spine["registered_practice"].null_count() < 0.01 * people
     assert spine["age"].is_between(0, 120).all()
+
+    # Rescue linkage: records without a valid NHS number, matched on keyed postcode, gender and
+    # birth year to a unique person. Precision against the ground truth must be at least 0.99.
+    pid_to_person = linked.select("person_pid", "person_id").unique()
+    truth_of_unlinked = records.filter(pl.col("person_pid").is_null()).select("source", "period", "source_row",
+                                                                               true_person="person_id")
+    checked = rescued.join(truth_of_unlinked, on=["source", "period", "source_row"]).join(pid_to_person, on="person_pid")
+    assert checked.height == rescued.height > 50
+    precision = (checked["person_id"] == checked["true_person"]).mean()
+    print(f"rescue: {rescue}, precision {precision:.4f} over {checked.height} links")
+    assert precision >= 0.99, precision
+    assert rescue["rescued"] + rescue["ambiguous"] + rescue["opted_out"] + rescue["unmatched"] == rescue["unlinked_records"]
