@@ -290,6 +290,35 @@ def _run_ingest(settings: Settings, feeds: list[str] | None) -> list[dict]:
     return results
 
 
+# link -----------------------------------------------------------------------------------
+@app.command()
+def link(data_root: DataRoot = None) -> None:
+    """Load staged deliveries into the encrypted warehouse, build the person spine, rescue-link."""
+    _link(_settings(data_root))
+
+
+def _link(settings: Settings):
+    from pipeline.keys import open_keystore
+    from pipeline.linkage import link as run_link
+
+    with console.status("linking: warehouse, spine, rescue linkage"):
+        summary = run_link(settings, open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers))
+    table = Table(title="Warehouse (encrypted)")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in sorted(summary.tables.items()):
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+    r = summary.rescue
+    console.print(
+        f"Loaded {summary.loaded} deliveries ({summary.skipped} already there, {summary.superseded} superseded). "
+        f"Spine: {summary.people:,} people. Rescue linkage: {r['rescued']:,} of {r['unlinked_records']:,} "
+        f"records without a valid NHS number linked; {r['ambiguous']:,} ambiguous, {r['unmatched']:,} unmatched, "
+        f"{r['opted_out']:,} belonged to opted-out people."
+    )
+    return summary
+
+
 # keys -----------------------------------------------------------------------------------
 @keys_app.command("init")
 def keys_init(data_root: DataRoot = None) -> None:
@@ -382,6 +411,7 @@ def demo(
     console.print("[green]✓[/] contracts check")
     _synth(settings, population, seed)
     results = _run_ingest(settings, None)
+    summary = _link(settings)
     report = AuditLog(settings.audit_log).verify_or_raise()
     console.print(f"[green]✓[/] audit log intact: {report.entries} entries")
     quarantined = [r for r in results if r["status"] == "quarantined"]
@@ -391,6 +421,7 @@ def demo(
         f"Demo produced, under {settings.data_root}:\n"
         f"  landing/            {len(results)} synthetic deliveries (identifiable; only ingest reads here)\n"
         f"  staging/            {staged} pseudonymised Parquet files with manifests (no identifiers)\n"
+        f"  warehouse/          the encrypted DuckDB warehouse: {summary.people:,} people on the spine\n"
         f"  keys/               the DEMO keystore (synthetic data only; its passphrase is public)\n"
         f"  synthetic-truth/    ground truth and the planted model (never read by flows)\n"
         f"  validation/         receipts and Great Expectations Data Docs\n"

@@ -18,6 +18,7 @@ def test_demo_generates_validates_and_leaves_an_intact_audit_log(tmp_path):
     assert (root / "validation" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
     receipts = list((root / "validation" / "receipts").rglob("*.json"))
     assert len(receipts) == len(deliveries)
+    assert "people on the spine" in out.stdout and list((root / "warehouse").glob("*.duckdb"))
     manifest = json.loads((root / "synthetic-truth" / "manifest.json").read_text())
     assert manifest["population"] == 1500
     # A second run over the same root is clean too (deterministic files, appended audit log).
