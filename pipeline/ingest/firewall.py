@@ -24,7 +24,7 @@ import polars as pl
 
 from pipeline.contracts import FirewallAction, TableSpec
 from pipeline.keys import DomainKey
-from pipeline.pseudonymise import MESSAGE_PREFIX, hmac_expr, with_nhs_number_status
+from pipeline.pseudonymise import hmac_expr, pseudonymise_column, with_nhs_number_status
 
 __all__ = ["GENDER_CODES", "Firewall", "FirewallKeys", "FirewallStats", "normalised_postcode"]
 
@@ -126,9 +126,9 @@ class Firewall:
             if action is FirewallAction.PSEUDONYMISE_NHS_NUMBER:
                 lf = with_nhs_number_status(lf, col.name, allow_test_range=self.allow_test_range,
                                             status="nhs_number_status", digits="__digits")
-                lf = self._pseudonymise(lf, self.keys.linkage, "person_pid")
+                lf = pseudonymise_column(lf, "__digits", self.keys.linkage.material, "person_pid")
                 if self.keys.linkage_previous is not None:
-                    lf = self._pseudonymise(lf, self.keys.linkage_previous, "__old_pid")
+                    lf = pseudonymise_column(lf, "__digits", self.keys.linkage_previous.material, "__old_pid")
                     out_cols.append("__old_pid")
                 out_cols += ["nhs_number_status", "person_pid"]
             elif action is FirewallAction.AGE_AT_ACTIVITY:
@@ -194,13 +194,6 @@ class Firewall:
             staged = staged.rename({"__gender": "gender"})
         self.stats.rows_out += staged.height
         return staged, bridge
-
-    @staticmethod
-    def _pseudonymise(lf: pl.LazyFrame, key: DomainKey, out: str) -> pl.LazyFrame:
-        """Hash each distinct valid number once and join back."""
-        distinct = lf.select(pl.col("__digits")).drop_nulls().unique()
-        hashed = distinct.with_columns(hmac_expr(pl.col("__digits"), key.material, MESSAGE_PREFIX).alias(out))
-        return lf.join(hashed, on="__digits", how="left", maintain_order="left")
 
     def _postcode(self, lf: pl.LazyFrame, column: str) -> pl.LazyFrame:
         """Geography, keyed hash and status, worked out once per distinct delivered value and

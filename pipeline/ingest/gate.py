@@ -119,7 +119,7 @@ class GateResult:
             )
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(4 * 1024 * 1024), b""):
@@ -317,7 +317,7 @@ class ValidationGate:
     def _finish(self, result: GateResult, delivery: Delivery, started: float, digest: str | None = None) -> GateResult:
         result.passed = not result.reasons
         result.seconds = round(time.perf_counter() - started, 3)
-        digest = digest or _sha256(delivery.path)
+        digest = digest or sha256_file(delivery.path)
         record = {
             "delivery": result.delivery_id,
             "file": result.file,

@@ -31,8 +31,8 @@ from pipeline.ingest.gate import (
     PARSE_ERRORS,
     GateResult,
     ValidationGate,
-    _sha256,
     read_header,
+    sha256_file,
     unparseable_csv,
 )
 from pipeline.ingest.rules import RuleCounter, read_batches
@@ -158,7 +158,7 @@ class Ingestor:
         except DeliveryError:  # the gate quarantines what it cannot identify
             return self._from_gate(self.gate.validate(path, feed), started)
         paths = staged_paths(self.settings.staging, delivery)
-        digest = _sha256(path)
+        digest = sha256_file(path)
         manifest = read_manifest(paths.manifest)
         if manifest and manifest["input"]["sha256"] == digest and \
                 manifest["keys"]["linkage"]["fingerprint"] == self.keys.linkage.fingerprint and paths.parquet.exists():
@@ -266,7 +266,7 @@ class Ingestor:
             "version": delivery.version,
             "contract": {"id": f"safehaven-{feed.replace('_', '-')}", "name": contract.name, "version": contract.version},
             "input": {"file": path.name, "sha256": digest, "bytes": path.stat().st_size},
-            "output": {"file": paths.parquet.name, "sha256": _sha256(paths.parquet), "rows": out.rows},
+            "output": {"file": paths.parquet.name, "sha256": sha256_file(paths.parquet), "rows": out.rows},
             "rows_in": counts["rows_in"],
             "rows_out": counts["rows_out"],
             "counts": counts,
@@ -326,7 +326,7 @@ class Ingestor:
             except DeliveryError:  # misnamed files are the gate's business
                 continue
             receipt = self.settings.validation_dir / "receipts" / "postcode_lookup" / f"{path.name}.json"
-            if receipt.exists() and read_manifest(receipt)["sha256"] == _sha256(path):
+            if receipt.exists() and read_manifest(receipt)["sha256"] == sha256_file(path):
                 candidates.append((d.period, d.version, path))
         if not candidates:
             raise OptOutListStale(

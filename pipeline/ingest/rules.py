@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 from pipeline.contracts.model import QualityRule, TableSpec
 from pipeline.ingest._gx import ExpectationCount
 
-__all__ = ["NULL_VALUES", "count_rules", "read_batches"]
+__all__ = ["NULL_VALUES", "RuleCounter", "read_batches"]
 
 #: Text that means "no value" in a delivery.
 NULL_VALUES = ["", "NULL", "null"]
@@ -97,15 +97,3 @@ class RuleCounter:
             missing = 0 if rule.metric == "nullValues" else self.rows - considered
             out.append(ExpectationCount(rule.name, self.rows, missing, failing))
         return out
-
-
-def count_rules(
-    path: Path, table: TableSpec, columns: list[str], batch_bytes: int, on_batch=None
-) -> tuple[int, int, list[ExpectationCount]]:
-    """(rows, batches, counts per rule) for the rules whose column the delivery has."""
-    counter = RuleCounter(table, columns)
-    for batch in read_batches(path, columns, batch_bytes):
-        counter.add(pl.from_arrow(batch))
-        if on_batch:
-            on_batch(batch.num_rows)
-    return counter.rows, counter.batches, counter.counts()

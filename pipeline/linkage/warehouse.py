@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +25,6 @@ from pipeline.errors import KeyMismatch, TransientError
 from pipeline.ingest.staging import read_manifest, write_json_atomic
 
 __all__ = ["LoadResult", "Warehouse", "connect", "httpfs_extension"]
-
-log = logging.getLogger("pipeline.linkage")
 
 
 def httpfs_extension() -> Path:

@@ -78,10 +78,10 @@ def hmac_expr(expr: pl.Expr, domain_key: bytes, prefix: str) -> pl.Expr:
     return (pl.lit(prefix) + expr).chash.hmac_sha256(key=_text_key(domain_key)).str.slice(0, PSEUDONYM_HEX)
 
 
-def pseudonymise_column(frame: pl.DataFrame, digits_column: str, domain_key: bytes, out: str) -> pl.DataFrame:
+def pseudonymise_column(frame, digits_column: str, domain_key: bytes, out: str):
     """Add ``out``: the pseudonym of each valid NHS number in ``digits_column`` (null otherwise).
 
-    Each distinct number is hashed once and joined back.
+    Each distinct number is hashed once and joined back. Works on a DataFrame or a LazyFrame.
     """
     distinct = frame.select(pl.col(digits_column).drop_nulls().unique())
     hashed = distinct.with_columns(hmac_expr(pl.col(digits_column), domain_key, MESSAGE_PREFIX).alias(out))
