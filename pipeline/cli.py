@@ -297,26 +297,107 @@ def link(data_root: DataRoot = None) -> None:
     _link(_settings(data_root))
 
 
-def _link(settings: Settings):
-    from pipeline.keys import open_keystore
-    from pipeline.linkage import link as run_link
+def _link(settings: Settings) -> dict:
+    """Run the Prefect ``link`` flow (ephemeral server unless PREFECT_API_URL is set)."""
+    from pipeline.flows import prefect_environment
 
-    with console.status("linking: warehouse, spine, rescue linkage"):
-        summary = run_link(settings, open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers))
-    table = Table(title="Warehouse (encrypted)")
-    table.add_column("table")
-    table.add_column("rows", justify="right")
-    for name, rows in sorted(summary.tables.items()):
-        table.add_row(name, f"{rows:,}")
+    _export_to_flow(settings)
+    prefect_environment(settings)
+    from pipeline.flows.link import LINK_STEPS, link_flow, set_progress_hook
+
+    with _progress() as progress:
+        task = progress.add_task("link (starting Prefect)", total=len(LINK_STEPS))
+
+        def hook(step: str) -> None:
+            progress.update(task, description=f"link: {step} done")
+            progress.advance(task)
+
+        set_progress_hook(hook)
+        try:
+            result = link_flow(data_root=str(settings.data_root.resolve()))
+        finally:
+            set_progress_hook(None)
+    s = result["link_status"]
+    r = result["rescue"]
+    table = Table(title="Linkage")
+    for col in ("people", "records", "on NHS number", "rescued", "unlinked", "ambiguous", "opted out"):
+        table.add_column(col, justify="right")
+    table.add_row(*(f"{v:,}" for v in (result["people"], result["records"], s["deterministic"], s["rescued"],
+                                       s["unlinked"], r["ambiguous"], r["opted_out"])))
     console.print(table)
-    r = summary.rescue
     console.print(
-        f"Loaded {summary.loaded} deliveries ({summary.skipped} already there, {summary.superseded} superseded). "
-        f"Spine: {summary.people:,} people. Rescue linkage: {r['rescued']:,} of {r['unlinked_records']:,} "
-        f"records without a valid NHS number linked; {r['ambiguous']:,} ambiguous, {r['unmatched']:,} unmatched, "
-        f"{r['opted_out']:,} belonged to opted-out people."
+        f"Loaded {len(result['loaded']) if isinstance(result['loaded'], list) else result['loaded']} deliveries "
+        f"({result['skipped']} already there, {result['superseded']} superseded). "
+        f"Report: {settings.reports_dir / 'linkage' / result['report']}. Marts: "
+        + ", ".join(f"{m['name']} ({', '.join(f'{t} {n:,}' for t, n in m['tables'].items())})" for m in result["marts"])
     )
-    return summary
+    return result
+
+
+@app.command("evaluate-linkage")
+def evaluate_linkage_command(
+    truth: Annotated[Path | None, typer.Option("--truth", help="Ground truth folder (default <data root>/synthetic-truth).")] = None,
+    data_root: DataRoot = None,
+) -> None:
+    """Synthetic data only: precision and recall of the linkage against the ground truth, added to the report."""
+    settings = _settings(data_root)
+    evaluation = _evaluate(settings, truth or settings.synthetic_truth)
+    d, r = evaluation["deterministic"], evaluation["rescue"]
+    console.print(f"deterministic precision {d['precision']}, recall {d['recall']} (valid NHS number share "
+                  f"{d['valid_nhs_number_share']}); rescue precision {r['precision']} over {r['linked']:,} links")
+
+
+def _evaluate(settings: Settings, truth: Path) -> dict:
+    from pipeline.keys import open_keystore
+    from pipeline.linkage import write_quality_report
+
+    keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
+    quality, paths = write_quality_report(settings, keystore, truth_dir=truth)
+    AuditLog(settings.audit_log).append("linkage.evaluated", {
+        "report": Path(paths["json"]).name, "deterministic_precision": quality["evaluation"]["deterministic"]["precision"],
+        "rescue_precision": quality["evaluation"]["rescue"]["precision"]})
+    return quality["evaluation"]
+
+
+# query ----------------------------------------------------------------------------------
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="One read-only SQL statement (SELECT, WITH, FROM, DESCRIBE, SHOW).")],
+    role: Annotated[str, typer.Option("--role", help="Your role: analyst, super-user or ig-lead (per the mart contracts).")],
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write the result to this CSV file.")] = None,
+    parquet: Annotated[Path | None, typer.Option("--parquet", help="Write the result to this Parquet file.")] = None,
+    limit: Annotated[int, typer.Option("--show", help="Rows to show in the terminal.")] = 50,
+    data_root: DataRoot = None,
+) -> None:
+    """Query the marts your role may read: read-only, external access off, audited."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from pipeline.keys import open_keystore
+    from pipeline.marts import run_query
+
+    settings = _settings(data_root)
+    for target in (csv, parquet):
+        if target and (settings.data_root / "outputs").resolve() in target.resolve().parents:
+            raise UserError("query results may not be written under outputs/: publish aggregates through "
+                            "disclosure control")
+    keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
+    result = run_query(settings, keystore, role, sql, AuditLog(settings.audit_log))
+    if csv:
+        pacsv.write_csv(result.table, csv)
+        console.print(f"{result.rows:,} rows written to {csv}")
+    if parquet:
+        pq.write_table(result.table, parquet)
+        console.print(f"{result.rows:,} rows written to {parquet}")
+    if not csv and not parquet:
+        table = Table(title=f"{result.rows:,} rows (marts: {', '.join(result.marts)})")
+        for name in result.table.column_names:
+            table.add_column(name, overflow="fold")
+        for row in result.table.slice(0, limit).to_pylist():
+            table.add_row(*("" if v is None else str(v) for v in row.values()))
+        console.print(table)
+        if result.rows > limit:
+            console.print(f"showing {limit} of {result.rows:,} rows; use --csv or --parquet for all")
 
 
 # keys -----------------------------------------------------------------------------------
@@ -396,7 +477,7 @@ def demo(
     seed: Annotated[int, typer.Option("--seed")] = 20140601,
     data_root: DataRoot = None,
 ) -> None:
-    """Run the whole job on built-in defaults: synthetic population, contracts, ingest to staging."""
+    """Run the whole job on built-in defaults: synthetic population, ingest, link, marts, a first query."""
     from pipeline.contracts import check_contracts
     from pipeline.synth import EXTRACT_DATE
 
@@ -412,6 +493,12 @@ def demo(
     _synth(settings, population, seed)
     results = _run_ingest(settings, None)
     summary = _link(settings)
+    evaluation = _evaluate(settings, settings.synthetic_truth)
+    console.print(f"[green]✓[/] linkage against the synthetic truth: deterministic precision "
+                  f"{evaluation['deterministic']['precision']:.4f}, rescue precision {evaluation['rescue']['precision']:.4f}")
+    sample = "SELECT age_band, count(*) AS people, sum(emergency_spells_12m) AS emergency_spells FROM people GROUP BY ALL ORDER BY 1"
+    console.print(f"An analyst's first query: safehaven query --role analyst \"{sample}\"")
+    query(sample, role="analyst", csv=None, parquet=None, limit=20, data_root=settings.data_root)
     report = AuditLog(settings.audit_log).verify_or_raise()
     console.print(f"[green]✓[/] audit log intact: {report.entries} entries")
     quarantined = [r for r in results if r["status"] == "quarantined"]
@@ -421,11 +508,13 @@ def demo(
         f"Demo produced, under {settings.data_root}:\n"
         f"  landing/            {len(results)} synthetic deliveries (identifiable; only ingest reads here)\n"
         f"  staging/            {staged} pseudonymised Parquet files with manifests (no identifiers)\n"
-        f"  warehouse/          the encrypted DuckDB warehouse: {summary.people:,} people on the spine\n"
+        f"  warehouse/          the encrypted DuckDB warehouse: {summary['people']:,} people on the spine\n"
+        f"  marts/              read-only encrypted marts: person (analysts), linkage, governance\n"
+        f"  reports/linkage/    linkage quality report: latest.html (open in a browser) and latest.json\n"
         f"  keys/               the DEMO keystore (synthetic data only; its passphrase is public)\n"
         f"  synthetic-truth/    ground truth and the planted model (never read by flows)\n"
         f"  validation/         receipts and Great Expectations Data Docs\n"
-        f"  prefect/            Prefect's database for the ephemeral ingest run\n"
+        f"  prefect/            Prefect's database for the ephemeral ingest and link runs\n"
         f"  audit/audit.jsonl   hash-chained audit log ({report.entries} entries)\n"
         f"{staged} staged, {len(quarantined)} quarantined."
     )

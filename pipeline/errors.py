@@ -25,6 +25,7 @@ __all__ = [
     "KeyMismatch",
     "KeystoreError",
     "OptOutListStale",
+    "QueryRefused",
     "SafehavenError",
     "SettingsError",
     "TransientError",
@@ -116,6 +117,12 @@ class OptOutListStale(UserError):
     """An opt-out list is missing or older than its contract allows; nothing is staged."""
 
     exit_code = 42
+
+
+class QueryRefused(UserError):
+    """A query asked for more than its role allows (a write, an attach, another mart); audited."""
+
+    exit_code = 50
 
 
 class TransientError(SafehavenError):

@@ -83,6 +83,21 @@ class Settings(BaseSettings):
         return self.data_root / "staging"
 
     @property
+    def warehouse_dir(self) -> Path:
+        """The encrypted DuckDB warehouse (one file per generation)."""
+        return self.data_root / "warehouse"
+
+    @property
+    def marts_dir(self) -> Path:
+        """Read-only, encrypted DuckDB marts per access tier, reached only through ``safehaven query``."""
+        return self.data_root / "marts"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Internal reports (linkage quality): counts not suppressed, never published."""
+        return self.data_root / "reports"
+
+    @property
     def audit_dir(self) -> Path:
         """The append-only, hash-chained audit log."""
         return self.data_root / "audit"

@@ -33,7 +33,7 @@ from pipeline.contracts._ig import (
 )
 from pipeline.contracts.model import ColumnSpec, FeedContract, QualityRule, TableSpec, date_regex
 
-__all__ = ["CONTRACT_SUFFIX", "CheckResult", "Problem", "check_contract", "contract_path"]
+__all__ = ["CONTRACT_SUFFIX", "CheckResult", "Problem", "check_contract", "contract_path", "odcs_validator"]
 
 CONTRACT_SUFFIX = ".odcs.yaml"
 API_VERSION = "v3.2.0"
@@ -79,7 +79,7 @@ def contract_path(contracts_dir: Path, feed: str) -> Path:
 
 
 @cache
-def _odcs_validator() -> Draft201909Validator:
+def odcs_validator() -> Draft201909Validator:
     schema_text = resources.files("open_data_contract_standard").joinpath("schema.json").read_text()
     return Draft201909Validator(json.loads(schema_text))
 
@@ -130,7 +130,7 @@ class _Checker:
             self.report("(file)", "a contract must be a YAML mapping")
             return self._result(None)
 
-        for err in sorted(_odcs_validator().iter_errors(raw), key=lambda e: list(e.absolute_path)):
+        for err in sorted(odcs_validator().iter_errors(raw), key=lambda e: list(e.absolute_path)):
             self.report(_json_path(err.absolute_path), f"not valid ODCS {API_VERSION}: {err.message}")
         try:
             OpenDataContractStandard.model_validate(raw)

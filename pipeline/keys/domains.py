@@ -31,6 +31,7 @@ class KeyDomain(StrEnum):
     LINKAGE = "riskstrat/linkage"  # person pseudonyms for risk stratification
     POSTCODE = "riskstrat/postcode"  # keyed postcode hash for rescue linkage
     LOCAL_ID = "riskstrat/local-id"  # council client identifiers
+    MART = "riskstrat/mart"  # person pseudonyms as analysts see them in marts
     REIDENTIFICATION = "riskstrat/reidentification"  # GP list-match requests
     AUDIT = "audit/hashing"  # hashing values the audit log must refer to
     STORAGE = "storage/data-encryption"  # data-encryption keys per dataset generation

@@ -96,6 +96,12 @@ class Keystore(Protocol):
 
     def usable_versions(self) -> list[int]: ...
 
+    def data_key(self, name: str, create: bool = False) -> bytes: ...
+
+    def data_key_names(self, prefix: str = "") -> list[str]: ...
+
+    def destroy_data_key(self, name: str, missing_ok: bool = False) -> None: ...
+
 
 class LocalKeystore:
     """Master secrets in an encrypted file; see the module docstring."""
@@ -215,10 +221,17 @@ class LocalKeystore:
         except InvalidTag:
             raise KeystoreError(f"data-encryption key '{name}' failed its integrity check") from None
 
-    def destroy_data_key(self, name: str) -> None:
+    def data_key_names(self, prefix: str = "") -> list[str]:
+        """Names of the usable (not destroyed) data-encryption keys starting with ``prefix``."""
+        return sorted(n for n, e in self._doc.get("data_keys", {}).items()
+                      if n.startswith(prefix) and e.get("status") != "destroyed")
+
+    def destroy_data_key(self, name: str, missing_ok: bool = False) -> None:
         """Delete a data-encryption key's ciphertext for good (crypto-shredding)."""
         entry = self._doc.get("data_keys", {}).get(name)
         if entry is None:
+            if missing_ok:
+                return
             raise KeystoreError(f"no data-encryption key '{name}'")
         entry.update(status="destroyed", destroyed=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
         entry.pop("nonce", None)

@@ -6,27 +6,27 @@ exact birth year is ``high`` confidence; one year either side (a birthday betwee
 ``medium``. Anything else stays unlinked and counted. A rescued person found on an opt-out list
 is not linked: the record is dropped from the warehouse's linked view and counted (their
 NHS number could not be checked against the list at ingest).
+
+``rescue_outcomes`` holds one row per record without a pseudonym and what became of it:
+``rescued``, ``ambiguous`` (two or more people match), ``opted_out``, ``unmatched`` (nobody
+matches) or ``not_attempted`` (no usable postcode, age or gender to match on).
 """
 
 from __future__ import annotations
 
 import duckdb
 
-from pipeline.linkage.spine import EVENT_SOURCES
+from pipeline.linkage.spine import EVENT_SOURCES, tables_in
 
-__all__ = ["RESCUE_RULE", "rescue_link"]
+__all__ = ["RESCUE_OUTCOMES", "RESCUE_RULE", "rescue_link"]
 
 RESCUE_RULE = "postcode_hash+gender+birth_year"
-
-
-def _tables(con) -> set[str]:
-    return {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+RESCUE_OUTCOMES = ("rescued", "ambiguous", "opted_out", "unmatched", "not_attempted")
 
 
 def rescue_link(con: duckdb.DuckDBPyConnection) -> dict:
-    """Build ``rescued_links`` and return counts (linked, ambiguous, unmatched, opted out)."""
-    present = _tables(con)
+    """Build ``rescue_outcomes`` and ``rescued_links``; return counts per outcome."""
+    present = tables_in(con)
     known, unknown = [], []
     for table, (date_col, _) in EVENT_SOURCES.items():
         if table not in present:
@@ -53,23 +53,28 @@ def rescue_link(con: duckdb.DuckDBPyConnection) -> dict:
         GROUP BY ALL
     """)
     con.execute(f"""
-        CREATE OR REPLACE TABLE rescued_links AS
-        WITH unique_match AS (
-            SELECT source, _period, source_row, any_value(person_pid) AS person_pid, min(year_gap) AS year_gap
-            FROM rescue_candidates GROUP BY ALL HAVING count(DISTINCT person_pid) = 1
+        CREATE OR REPLACE TABLE rescue_outcomes AS
+        WITH matches AS (
+            SELECT source, _period, source_row, count(DISTINCT person_pid) AS people,
+                   any_value(person_pid) AS person_pid, min(year_gap) AS year_gap
+            FROM rescue_candidates GROUP BY ALL
         )
+        SELECT u.source, u._period, u.source_row,
+               CASE WHEN u.postcode_hash IS NULL OR u.birth_year IS NULL OR u.gender NOT IN ('1', '2')
+                         THEN 'not_attempted'
+                    WHEN m.people IS NULL THEN 'unmatched'
+                    WHEN m.people > 1 THEN 'ambiguous'
+                    WHEN m.person_pid IN ({opted}) THEN 'opted_out'
+                    ELSE 'rescued' END AS outcome,
+               CASE WHEN m.people = 1 AND m.person_pid NOT IN ({opted}) THEN m.person_pid END AS person_pid,
+               CASE WHEN m.people = 1 THEN m.year_gap END AS year_gap
+        FROM unlinked_records u LEFT JOIN matches m USING (source, _period, source_row)
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TABLE rescued_links AS
         SELECT source, _period, source_row, person_pid, '{RESCUE_RULE}' AS match_rule,
                CASE WHEN year_gap = 0 THEN 'high' ELSE 'medium' END AS confidence
-        FROM unique_match WHERE person_pid NOT IN ({opted})
+        FROM rescue_outcomes WHERE outcome = 'rescued'
     """)
-    counts = con.execute(f"""
-        SELECT (SELECT count(*) FROM unlinked_records),
-               (SELECT count(*) FROM rescued_links),
-               (SELECT count(*) FROM (SELECT source, _period, source_row FROM rescue_candidates
-                                      GROUP BY ALL HAVING count(DISTINCT person_pid) > 1)),
-               (SELECT count(*) FROM (SELECT source, _period, source_row, any_value(person_pid) AS p
-                                      FROM rescue_candidates GROUP BY ALL HAVING count(DISTINCT person_pid) = 1)
-                WHERE p IN ({opted}))
-    """).fetchone()
-    return {"unlinked_records": counts[0], "rescued": counts[1], "ambiguous": counts[2],
-            "opted_out": counts[3], "unmatched": counts[0] - counts[1] - counts[2] - counts[3]}
+    counts = dict(con.execute("SELECT outcome, count(*) FROM rescue_outcomes GROUP BY ALL").fetchall())
+    return {"unlinked_records": sum(counts.values())} | {o: counts.get(o, 0) for o in RESCUE_OUTCOMES}

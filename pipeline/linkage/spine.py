@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import duckdb
 
-__all__ = ["EMERGENCY_METHODS", "EVENT_SOURCES", "build_spine"]
+__all__ = ["EMERGENCY_METHODS", "EVENT_SOURCES", "build_spine", "tables_in"]
 
 #: staged table -> (activity date column, practice column or None)
 EVENT_SOURCES: dict[str, tuple[str, str | None]] = {
@@ -27,7 +27,8 @@ EVENT_SOURCES: dict[str, tuple[str, str | None]] = {
 EMERGENCY_METHODS = ("21", "22", "23", "24", "25", "2A", "2B", "2C", "2D", "28")
 
 
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+def tables_in(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The tables of the attached warehouse."""
     return {r[0] for r in con.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
 
@@ -35,7 +36,7 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
 def build_spine(con: duckdb.DuckDBPyConnection) -> int:
     """(Re)build ``person_events``, ``spine`` and ``apc_spells`` in the attached warehouse;
     returns the number of people."""
-    present = _tables(con)
+    present = tables_in(con)
     parts = []
     for table, (date_col, practice_col) in EVENT_SOURCES.items():
         if table not in present:

@@ -14,7 +14,9 @@ linkage key's id and fingerprint on first load and refuses deliveries made under
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +61,21 @@ class Warehouse:
         self.name = name
         self.keystore = keystore
         self.pointer = self.root / f"{name}.current.json"
+
+    # One writer at a time -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def writer(self):
+        """Hold the warehouse's writer lock (an flock, released if the process dies)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".{self.name}.writer.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise TransientError("another link run is writing the warehouse (one writer at a time)") from None
+            try:
+                yield self
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     # Generations --------------------------------------------------------------------------
     def current(self) -> dict | None:

@@ -1,0 +1,249 @@
+"""Publishing marts: read-only, encrypted DuckDB files per access tier, switched atomically.
+
+Each publish writes ``marts/<mart>/<mart>-<stamp>.duckdb`` from the warehouse under a fresh
+data-encryption key, checks its tables and columns against the mart contract, then replaces
+``marts/<mart>.current.json`` (one ``os.replace``): a reader sees the old mart or the new one,
+never half of one. The previous file is kept for readers that still have it open; older files
+are deleted and their keys destroyed (crypto-shredding).
+
+People appear under a *mart pseudonym*: HMAC of the warehouse pseudonym under the mart key
+domain, so a mart cannot be joined to staging, the warehouse or a mart of another domain.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from pipeline.ingest.staging import read_manifest, write_json_atomic
+from pipeline.keys import KeyDomain
+from pipeline.linkage.quality import AGE_BANDS
+from pipeline.marts.contracts import MartContract, load_mart_contracts
+from pipeline.pseudonymise.pseudonyms import hmac_expr
+
+__all__ = ["MART_PREFIX", "MartBuild", "current_mart", "publish_marts"]
+
+MART_PREFIX = "mart-person:v1:"
+KEEP_FILES = 2  # the current file and the one before it
+
+
+@dataclass
+class MartBuild:
+    name: str
+    file: str
+    tables: dict[str, int]
+
+
+def current_mart(marts_dir: Path, name: str) -> dict | None:
+    """The pointer of a published mart: file, key name, built time, table rows."""
+    return read_manifest(Path(marts_dir) / f"{name}.current.json")
+
+
+def _age_band(column: str) -> str:
+    cases = " ".join(f"WHEN {column} >= {low} THEN '{label}'" for low, label in reversed(AGE_BANDS))
+    return f"CASE {cases} END"
+
+
+def _person_map(con: duckdb.DuckDBPyConnection, keystore) -> None:
+    """Register ``_mart_ids`` (person_pid -> person_id) in the connection. The key stays in
+    this process's memory: it is in a polars expression, never in SQL text."""
+    pids = con.execute("SELECT DISTINCT person_pid FROM w.spine").pl()
+    key = keystore.domain_key(KeyDomain.MART).material
+    mapped = pids.with_columns(hmac_expr(pl.col("person_pid"), key, MART_PREFIX).alias("person_id"))
+    con.register("_mart_ids", mapped.to_arrow())
+
+
+def _window(as_of: dt.date, date_col: str) -> str:
+    return f"{date_col} > DATE '{as_of - dt.timedelta(days=365)}' AND {date_col} <= DATE '{as_of}'"
+
+
+#: Activity tables whose records may be rescue-linked (the person mart counts them by either route).
+RESCUABLE = ("ecds_attendances", "sus_op_attendances", "csds_contacts", "mhsds_contacts", "asc_clients")
+
+
+def _build_person(con, as_of: dt.date, present: set[str]) -> None:
+    for table in RESCUABLE:
+        if f"stg_{table}" in present:
+            con.execute(f"""CREATE OR REPLACE TEMP VIEW linked_{table} AS
+                SELECT coalesce(t.person_pid, r.person_pid) AS person_pid, t.* EXCLUDE (person_pid)
+                FROM w.stg_{table} t LEFT JOIN w.rescued_links r
+                  ON t.person_pid IS NULL AND r.source = '{table}' AND r._period = t._period
+                 AND r.source_row = t.source_row""")
+
+    def count(table: str, date_col: str, extra: str = "") -> str:
+        if f"stg_{table}" not in present:
+            return "SELECT NULL::VARCHAR AS person_pid, 0::BIGINT AS n WHERE false"
+        return (f"SELECT person_pid, count(*) AS n FROM linked_{table} "
+                f"WHERE person_pid IS NOT NULL AND {_window(as_of, date_col)} {extra} GROUP BY ALL")
+
+    spells_window = _window(as_of, "admission_date")
+    apc = ("SELECT person_pid, count(*) AS spells, count(*) FILTER (WHERE emergency) AS emergency, "
+           "sum(greatest(date_diff('day', admission_date, coalesce(discharge_date, admission_date)), 0)) AS bed_days "
+           f"FROM w.apc_spells WHERE {spells_window} GROUP BY ALL") if "apc_spells" in present else (
+           "SELECT NULL::VARCHAR AS person_pid, 0 AS spells, 0 AS emergency, 0 AS bed_days WHERE false")
+    ltc = ("SELECT person_pid, count(DISTINCT condition) AS n FROM w.stg_gp_ltc_diagnoses GROUP BY ALL"
+           if "stg_gp_ltc_diagnoses" in present else "SELECT NULL::VARCHAR AS person_pid, 0 AS n WHERE false")
+    bnf = ("SELECT person_pid, count(DISTINCT bnf_chapter) AS n FROM w.stg_gp_prescribing "
+           f"WHERE last_issue_date > DATE '{as_of - dt.timedelta(days=365)}' GROUP BY ALL"
+           if "stg_gp_prescribing" in present else "SELECT NULL::VARCHAR AS person_pid, 0 AS n WHERE false")
+    asc = ("SELECT DISTINCT person_pid FROM linked_asc_clients WHERE person_pid IS NOT NULL"
+           if "stg_asc_clients" in present else "SELECT NULL::VARCHAR AS person_pid WHERE false")
+    con.execute(f"""
+        CREATE TABLE m.people AS
+        SELECT i.person_id, s.age::INTEGER AS age, {_age_band('s.age')} AS age_band, s.gender,
+               s.postcode_sector, s.lsoa21cd, s.ward_code, s.imd_decile::INTEGER AS imd_decile,
+               CAST(ceil(s.imd_decile / 2) AS INTEGER) AS imd_quintile, s.registered_practice,
+               array_to_string(s.sources, ',') AS feeds, s.gender_conflict, s.age_conflict,
+               coalesce(apc.spells, 0)::BIGINT AS apc_spells_12m,
+               coalesce(apc.emergency, 0)::BIGINT AS emergency_spells_12m,
+               coalesce(apc.bed_days, 0)::BIGINT AS bed_days_12m,
+               coalesce(ae.n, 0)::BIGINT AS ae_attendances_12m,
+               coalesce(op.n, 0)::BIGINT AS op_attendances_12m,
+               coalesce(cs.n, 0)::BIGINT AS community_contacts_12m,
+               coalesce(mh.n, 0)::BIGINT AS mh_contacts_12m,
+               sc.person_pid IS NOT NULL AS social_care_client,
+               coalesce(ltc.n, 0)::BIGINT AS ltc_count,
+               coalesce(bnf.n, 0)::BIGINT AS bnf_chapters
+        FROM w.spine s JOIN _mart_ids i USING (person_pid)
+        LEFT JOIN ({apc}) apc USING (person_pid)
+        LEFT JOIN ({count('ecds_attendances', 'arrival_date')}) ae USING (person_pid)
+        LEFT JOIN ({count('sus_op_attendances', 'appointment_date', "AND attendance_status IN ('5', '6')")}) op
+               USING (person_pid)
+        LEFT JOIN ({count('csds_contacts', 'contact_date')}) cs USING (person_pid)
+        LEFT JOIN ({count('mhsds_contacts', 'contact_date')}) mh USING (person_pid)
+        LEFT JOIN ({asc}) sc USING (person_pid)
+        LEFT JOIN ({ltc}) ltc USING (person_pid)
+        LEFT JOIN ({bnf}) bnf USING (person_pid)
+        ORDER BY i.person_id
+    """)
+
+
+def _build_linkage(con) -> None:
+    con.execute("""
+        CREATE TABLE m.record_linkage AS
+        SELECT r.source, r._period AS period, r.source_row, r.nhs_number_status, i.person_id, r.link_status,
+               r.match_rule, r.confidence, r.unlinked_reason, r.age_band, r.gender, r.imd_quintile
+        FROM w.record_linkage r LEFT JOIN _mart_ids i USING (person_pid)
+        ORDER BY r.source, r._period, r.source_row
+    """)
+    con.execute("CREATE TABLE m.deliveries AS SELECT delivery, feed, tbl, period, version, rows, loaded_at, "
+                "superseded_by FROM w._loads ORDER BY delivery")
+
+
+def _build_governance(con, audit_log: Path) -> None:
+    if audit_log.exists() and audit_log.stat().st_size:
+        source = (f"read_json('{audit_log}', format = 'newline_delimited', "
+                  "columns = {seq: 'BIGINT', ts: 'TIMESTAMPTZ', event: 'VARCHAR', actor: 'VARCHAR', "
+                  "details: 'JSON', hash: 'VARCHAR'})")
+    else:
+        source = ("(SELECT NULL::BIGINT AS seq, NULL::TIMESTAMPTZ AS ts, NULL::VARCHAR AS event, "
+                  "NULL::VARCHAR AS actor, NULL::JSON AS details, NULL::VARCHAR AS hash WHERE false)")
+    con.execute(f"CREATE TABLE m.audit_events AS SELECT seq, ts, event, actor, details, hash FROM {source} ORDER BY seq")
+
+
+def _check_against_contract(con, contract: MartContract) -> dict[str, int]:
+    built = {}
+    for table in contract.tables:
+        columns = tuple(r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'm' AND table_name = ? "
+            "ORDER BY ordinal_position", [table]).fetchall())
+        if columns != contract.columns(table):
+            raise RuntimeError(f"mart {contract.name}.{table} does not match its contract ({contract.path.name}): "
+                               f"built {columns}, declared {contract.columns(table)}")
+        built[table] = con.execute(f"SELECT count(*) FROM m.{table}").fetchone()[0]
+    extra = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
+                                       "WHERE table_catalog = 'm'").fetchall()} - set(contract.tables)
+    if extra:
+        raise RuntimeError(f"mart {contract.name} has tables its contract does not declare: {sorted(extra)}")
+    return built
+
+
+def publish_marts(settings, keystore, warehouse, audit, as_of: dt.date | None = None) -> list[MartBuild]:
+    """Build every mart from the current warehouse and switch each one in atomically."""
+    as_of = as_of or settings.today()
+    contracts = load_mart_contracts(settings.contracts_dir)
+    builders = {"person": lambda con, present: _build_person(con, as_of, present),
+                "linkage": lambda con, present: _build_linkage(con),
+                "governance": lambda con, present: _build_governance(con, settings.audit_log)}
+    unknown = set(contracts) - set(builders)
+    if unknown:
+        raise RuntimeError(f"no builder for mart contract(s) {sorted(unknown)}")
+    con = warehouse.open(create=False)
+    published = []
+    try:
+        con.execute("USE memory")
+        present = _warehouse_tables(con)
+        _person_map(con, keystore)
+        for name, contract in sorted(contracts.items()):
+            published.append(_publish_one(settings, keystore, con, name, contract, builders[name], present))
+    finally:
+        con.close()
+    for build in published:
+        audit.append("mart.published", {"mart": build.name, "file": build.file, "tables": build.tables,
+                                        "readers": sorted(contracts[build.name].readers)})
+    return published
+
+
+def _warehouse_tables(con) -> set[str]:
+    return {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'w'").fetchall()}
+
+
+def _publish_one(settings, keystore, con, name: str, contract: MartContract, build, present) -> MartBuild:
+    folder = settings.marts_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(settings.marts_dir, folder, name, keystore)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    path = folder / f"{name}-{stamp}.duckdb"
+    key_name = f"mart-{name}-{stamp}"
+    key = keystore.data_key(key_name, create=True)
+    con.execute(f"ATTACH '{path}' AS m (ENCRYPTION_KEY $key)", {"key": key.hex()})
+    try:
+        build(con, present)
+        tables = _check_against_contract(con, contract)
+        con.execute("CHECKPOINT m")
+    finally:
+        con.execute("DETACH m")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    path.chmod(0o440)
+    write_json_atomic(settings.marts_dir / f"{name}.current.json", {
+        "mart": name, "file": f"{name}/{path.name}", "key": key_name, "tables": tables,
+        "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "contract": contract.path.name})
+    _prune(folder, name, keystore)
+    return MartBuild(name, f"{name}/{path.name}", tables)
+
+
+def _remove_file(path: Path, name: str, keystore) -> None:
+    path.chmod(0o640)
+    path.unlink()
+    path.with_name(path.name + ".wal").unlink(missing_ok=True)
+    keystore.destroy_data_key(f"mart-{name}-{path.stem.removeprefix(f'{name}-')}", missing_ok=True)
+
+
+def _remove_orphans(marts_dir: Path, folder: Path, name: str, keystore) -> None:
+    """Files (and keys) of a publish that crashed before its switch: newer than the current one."""
+    pointer = current_mart(marts_dir, name)
+    current = Path(pointer["file"]).name if pointer else ""
+    for path in folder.glob(f"{name}-*.duckdb"):
+        if path.name > current:
+            _remove_file(path, name, keystore)
+    live = {f"mart-{name}-{p.stem.removeprefix(f'{name}-')}" for p in folder.glob(f"{name}-*.duckdb")}
+    for key_name in keystore.data_key_names(prefix=f"mart-{name}-"):
+        if key_name not in live:
+            keystore.destroy_data_key(key_name)
+
+
+def _prune(folder: Path, name: str, keystore) -> None:
+    """Keep the newest ``KEEP_FILES`` files; delete older ones and destroy their keys."""
+    files = sorted(folder.glob(f"{name}-*.duckdb"))
+    for old in files[:-KEEP_FILES]:
+        _remove_file(old, name, keystore)

@@ -1,0 +1,109 @@
+"""Analyst access: read-only SQL over the marts a role may read, audited.
+
+``run_query(settings, keystore, role, sql)`` opens a fresh in-memory DuckDB, attaches the
+current file of each mart the role may read (per the mart contracts) read-only, then switches
+off external access (no files, no URLs, no new ATTACH) and locks the configuration. Only a
+single read statement (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE) is accepted; anything
+else (a write, ATTACH, COPY, SET, PRAGMA, INSTALL, a second statement) is refused before it
+runs. Every query, refused or run, is in the audit log: who, the role, the SQL (with anything
+identifier-shaped redacted, plus its SHA-256), the marts, and how many rows came back.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from pipeline.errors import QueryRefused, UserError
+from pipeline.linkage.warehouse import connect
+from pipeline.logs import redact
+from pipeline.marts.build import current_mart
+from pipeline.marts.contracts import load_mart_contracts, roles_of
+
+__all__ = ["QueryResult", "open_marts", "run_query"]
+
+_READS = {duckdb.StatementType.SELECT}
+
+
+@dataclass
+class QueryResult:
+    table: pa.Table
+    marts: tuple[str, ...]
+
+    @property
+    def rows(self) -> int:
+        return self.table.num_rows
+
+
+def _marts_for(settings, role: str) -> tuple[str, ...]:
+    roles = roles_of(load_mart_contracts(settings.contracts_dir))
+    if role not in roles:
+        raise UserError(f"unknown role '{role}': the mart contracts name {', '.join(roles)}")
+    return roles[role]
+
+
+def open_marts(settings, keystore, role: str) -> tuple[duckdb.DuckDBPyConnection, tuple[str, ...]]:
+    """A locked-down connection with the role's marts attached read-only (as catalogs named
+    after the marts; their tables are also on the search path)."""
+    marts = _marts_for(settings, role)
+    con = connect()
+    attached = []
+    try:
+        for name in marts:
+            pointer = current_mart(settings.marts_dir, name)
+            if pointer is None:
+                continue
+            key = keystore.data_key(pointer["key"])
+            con.execute(f"ATTACH '{settings.marts_dir / pointer['file']}' AS {name} (ENCRYPTION_KEY $key, READ_ONLY)",
+                        {"key": key.hex()})
+            attached.append(name)
+        if not attached:
+            raise UserError(f"no mart is published for role '{role}' yet: run 'safehaven link'")
+        con.execute(f"SET search_path = '{','.join(f'{n}.main' for n in attached)}'")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con, tuple(attached)
+
+
+def _sql_record(sql: str) -> dict:
+    return {"sql": redact(sql.strip())[:4000], "sql_sha256": hashlib.sha256(sql.encode()).hexdigest()}
+
+
+def run_query(settings, keystore, role: str, sql: str, audit, actor: str | None = None) -> QueryResult:
+    """Run one read-only statement for ``role``; audited whether it runs, fails or is refused."""
+    actor = actor or getpass.getuser()
+    marts = _marts_for(settings, role)
+    base = {"role": role, "user": actor, **_sql_record(sql)}
+    try:
+        statements = duckdb.connect().extract_statements(sql)
+    except duckdb.Error as exc:
+        audit.append("query.failed", base | {"error": "syntax"})
+        raise UserError(f"the query does not parse: {redact(str(exc))}") from None
+    refused = None
+    if len(statements) != 1:
+        refused = f"one statement at a time ({len(statements)} given)"
+    elif statements[0].type not in _READS:
+        refused = f"{statements[0].type.name} is not allowed: the marts are read-only (SELECT only)"
+    if refused:
+        audit.append("query.refused", base | {"reason": refused, "marts": list(marts)})
+        raise QueryRefused(f"query refused for role '{role}': {refused}")
+    con, attached = open_marts(settings, keystore, role)
+    try:
+        table = con.execute(sql).fetch_arrow_table()
+    except duckdb.Error as exc:
+        message = redact(str(exc).splitlines()[0])
+        audit.append("query.failed", base | {"error": message[:500], "marts": list(attached)})
+        if isinstance(exc, duckdb.PermissionException) or "read-only" in message:
+            raise QueryRefused(f"query refused for role '{role}': {message}") from None
+        raise UserError(f"query failed: {message}") from None
+    finally:
+        con.close()
+    audit.append("query.run", base | {"marts": list(attached), "rows": table.num_rows})
+    return QueryResult(table, attached)
