@@ -2,7 +2,9 @@
 
 It collects every NHS number (as digits), name, date of birth and full postcode in the
 landing CSVs, then reads every other file the way a person with access would: Parquet files
-decoded value by value, SQLite databases (Prefect's) table by table, everything else as text.
+decoded value by value, SQLite databases (Prefect's) table by table, encrypted DuckDB files
+(the warehouse and the marts) decrypted with their keys from the keystore and read table by
+table, everything else as text. An encrypted file it cannot open fails the scan.
 """
 
 from __future__ import annotations
@@ -67,7 +69,36 @@ def hits_in_text(text: str, ids: Identifiers) -> list[str]:
     return hits
 
 
-def _texts_of(path: Path):
+def _duckdb_key_name(path: Path) -> str:
+    """warehouse/warehouse-g1.duckdb -> warehouse-g1; marts/person/person-<stamp>.duckdb -> mart-person-<stamp>."""
+    if "marts" in path.parts:
+        return f"mart-{path.stem}"
+    return path.stem
+
+
+def _duckdb_texts(path: Path, keystore):
+    from pipeline.linkage.warehouse import connect
+
+    if keystore is None:
+        raise AssertionError(f"{path}: an encrypted DuckDB file needs the keystore to be scanned")
+    con = connect()
+    try:
+        key = keystore.data_key(_duckdb_key_name(path))
+        con.execute(f"ATTACH '{path}' AS s (ENCRYPTION_KEY $k, READ_ONLY)", {"k": key.hex()})
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = 's'").fetchall()]
+        for table in tables:
+            frame = con.execute(f'SELECT COLUMNS(*)::VARCHAR FROM s."{table}"').pl()
+            for col in frame.columns:
+                yield frame[col].drop_nulls().str.join("\n").item() if frame.height else ""
+    finally:
+        con.close()
+
+
+def _texts_of(path: Path, keystore=None):
+    if path.suffix == ".duckdb":
+        yield from _duckdb_texts(path, keystore)
+        return
     if path.suffix == ".parquet":
         frame = pl.read_parquet(path)
         for col in frame.columns:
@@ -89,15 +120,17 @@ def _texts_of(path: Path):
     yield path.read_bytes().decode("utf-8", errors="ignore")
 
 
-def scan(root: Path, ids: Identifiers, skip: tuple[str, ...] = ("landing", "keys")) -> list[tuple[str, str]]:
-    """(file, what) for every identifier from landing found under ``root`` outside ``skip``."""
+def scan(root: Path, ids: Identifiers, skip: tuple[str, ...] = ("landing", "keys"), keystore=None,
+         ) -> list[tuple[str, str]]:
+    """(file, what) for every identifier from landing found under ``root`` outside ``skip``
+    (DuckDB files decrypted with ``keystore``)."""
     found = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
         if not path.is_file() or rel.parts[0] in skip or path.suffix in BINARY_SUFFIXES:
             continue
-        if path.name.endswith(("-wal", "-shm")):
-            continue  # SQLite's journal: the database itself is read through SQLite
-        for text in _texts_of(path):
+        if path.name.endswith(("-wal", "-shm", ".duckdb.wal")):
+            continue  # journals: the database itself is read through its engine
+        for text in _texts_of(path, keystore):
             found += [(str(rel), hit) for hit in hits_in_text(text, ids)]
     return found

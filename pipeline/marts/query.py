@@ -99,9 +99,10 @@ def run_query(settings, keystore, role: str, sql: str, audit, actor: str | None 
         table = con.execute(sql).fetch_arrow_table()
     except duckdb.Error as exc:
         message = redact(str(exc).splitlines()[0])
-        audit.append("query.failed", base | {"error": message[:500], "marts": list(attached)})
         if isinstance(exc, duckdb.PermissionException) or "read-only" in message:
+            audit.append("query.refused", base | {"reason": message[:500], "marts": list(attached)})
             raise QueryRefused(f"query refused for role '{role}': {message}") from None
+        audit.append("query.failed", base | {"error": message[:500], "marts": list(attached)})
         raise UserError(f"query failed: {message}") from None
     finally:
         con.close()

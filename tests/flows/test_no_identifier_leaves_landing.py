@@ -1,24 +1,34 @@
 """Security property 1 after a whole demo run: no NHS number, name, date of birth or full
 postcode from landing/ appears anywhere else under the data root (staging, manifests, audit
 log, Data Docs, validation results, Prefect's database: parameters, state messages, logs,
-artifacts), except the keystore, which holds only keys."""
+artifacts), the warehouse and the marts (decrypted and read table by table), the linkage
+report), except the keystore, which holds only keys."""
 
 import shutil
 import sqlite3
 
 import polars as pl
 
+from pipeline.keys import open_keystore
+from pipeline.linkage.warehouse import connect
+from pipeline.settings import Settings
+from tests.conftest import CONTRACTS
 from tests.leakscan import collect, scan
+
+
+def _keystore(root):
+    return open_keystore(Settings(data_root=root, contracts_dir=CONTRACTS), create_demo=True)
 
 
 def test_nothing_identifying_outside_landing(demo_root):
     ids = collect(demo_root / "landing")
     assert len(ids.nhs) > 1000 and len(ids.names) > 500 and len(ids.postcodes) > 500 and len(ids.dobs) > 500
     zones = {p.name for p in demo_root.iterdir()}
-    assert {"staging", "validation", "audit", "prefect", "synthetic-truth"} <= zones
+    assert {"staging", "validation", "audit", "prefect", "synthetic-truth", "warehouse", "marts", "reports"} <= zones
     assert any((demo_root / "prefect").glob("*.db"))
     assert len(list((demo_root / "staging").rglob("*.parquet"))) > 200
-    assert scan(demo_root, ids) == []
+    assert len(list((demo_root / "marts").rglob("*.duckdb"))) >= 3
+    assert scan(demo_root, ids, keystore=_keystore(demo_root)) == []
 
 
 def test_the_scan_finds_an_identifier_written_through_on_purpose(demo_root, tmp_path):
@@ -37,6 +47,15 @@ def test_the_scan_finds_an_identifier_written_through_on_purpose(demo_root, tmp_
     con.execute("update log set message = ? where rowid = (select min(rowid) from log)", (f"hello {name}",))
     con.commit()
     con.close()
-    found = scan(root, ids)
+    # 3. a full postcode written into the (encrypted) person mart
+    keystore = _keystore(root)
+    mart = min((root / "marts" / "person").glob("*.duckdb"))
+    mart.chmod(0o640)
+    postcode = max(ids.postcodes)
+    db = connect()
+    db.execute(f"ATTACH '{mart}' AS m (ENCRYPTION_KEY $k)", {"k": keystore.data_key(f"mart-{mart.stem}").hex()})
+    db.execute("UPDATE m.people SET postcode_sector = ? WHERE rowid = 0", [postcode])
+    db.close()
+    found = scan(root, ids, keystore=keystore)
     kinds = {(path.split("/")[0], what.split(" ")[0]) for path, what in found}
-    assert ("staging", "nhs_number") in kinds and ("prefect", "name") in kinds
+    assert ("staging", "nhs_number") in kinds and ("prefect", "name") in kinds and ("marts", "postcode") in kinds
