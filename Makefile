@@ -8,8 +8,9 @@ PYTEST := $(BIN)/python -m pytest
 export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test test-unit test-spec test-integration test-flows test-acceptance lint bench lock clean
+.PHONY: install browser demo test test-unit test-spec test-integration test-flows test-acceptance lint bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -21,8 +22,12 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)  ## create .venv from requirements.lock and install safehaven
 
-demo: install  ## synthetic population -> validation gate, under ./data (or SAFEHAVEN_DATA_ROOT)
+demo: install  ## synthetic population -> ingest -> link -> marts -> a first query, under ./data (or SAFEHAVEN_DATA_ROOT)
 	$(BIN)/safehaven demo
+
+browser:  ## headless Chromium for the report page tests (Debian package; needs root or sudo)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { echo "installing Chromium (apt-get)"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 test: lint test-unit test-spec test-integration test-flows test-acceptance  ## everything CI runs
 
@@ -32,7 +37,7 @@ test-unit: install  ## fast, no files beyond tmp
 test-spec: install  ## small tables in, decision out
 	$(PYTEST) tests/spec -q
 
-test-integration: install  ## real files, GX project, CLI
+test-integration: install browser  ## real files, GX project, CLI, report pages in headless Chromium
 	$(PYTEST) tests/integration -q
 
 test-flows: install  ## the Prefect flows, run as `safehaven` runs them (ephemeral server)

@@ -1,8 +1,12 @@
 """The ``link`` flow: staged deliveries -> warehouse -> spine and links -> quality report -> marts.
 
-One writer at a time: the flow holds a Prefect global concurrency slot (limit 1, created on
-first use, named after the data root) for its whole run, and every library step also takes the
-warehouse's own writer lock (an flock), so two runs cannot interleave even without Prefect.
+One writer at a time, twice over. The flow holds the warehouse's writer lock (an flock, which
+the OS releases if the process dies) for its whole run, and a Prefect global concurrency slot
+(limit 1, created on first use, named after the data root) so the run shows as holding the
+warehouse in Prefect. The flock is the source of truth: a run that holds it knows every slot
+still counted on the limit belongs to a run that died (a killed process cannot release its
+slot, and an ephemeral server forgets the lease), so it resets the count before taking the slot
+instead of waiting out the lease.
 Parameters are a data root; tasks return counts and file names; the artifact holds counts only.
 """
 
@@ -15,7 +19,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.actions import (
+    GlobalConcurrencyLimitCreate,
+    GlobalConcurrencyLimitUpdate,
+)
 from prefect.concurrency.sync import concurrency
 
 from pipeline import linkage
@@ -52,12 +59,19 @@ def writer_limit_name(data_root: str) -> str:
     return "warehouse-writer-" + hashlib.sha256(str(Path(data_root).resolve()).encode()).hexdigest()[:12]
 
 
-def _ensure_limit(name: str) -> None:
+def _claim_limit(name: str) -> None:
+    """Create the limit (1 slot) if missing; clear slots left by dead runs (we hold the flock)."""
+    from prefect.exceptions import ObjectNotFound
+
     with get_client(sync_client=True) as client:
         try:
-            client.read_global_concurrency_limit_by_name(name)
-        except Exception:  # noqa: BLE001 - ObjectNotFound: create it
+            limit = client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+            return
+        if limit.active_slots:
+            get_run_logger().warning("clearing %d concurrency slot(s) left by a link run that died", limit.active_slots)
+            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
 
 
 @task(name="load-deliveries", cache_policy=NO_CACHE, persist_result=False)
@@ -115,16 +129,17 @@ def link_flow(data_root: str) -> dict:
     """Load what ingest staged into the warehouse, link, report and publish the marts."""
     logger = get_run_logger()
     limit = writer_limit_name(data_root)
-    _ensure_limit(limit)
-    with concurrency(limit, occupy=1, strict=True):
-        loaded = load_deliveries(data_root)
-        logger.info("%d deliveries loaded, %d already there, %d superseded",
-                    len(loaded["loaded"]), len(loaded["skipped"]), len(loaded["superseded"]))
-        built = build_linked_tables(data_root)
-        logger.info("spine: %d people; rescue: %s", built["people"], built["rescue"])
-        quality, paths = linkage_quality(data_root)
-        marts = publish_marts(data_root)
     settings, keystore = _open(data_root)
+    with linkage.open_warehouse(settings, keystore).writer():
+        _claim_limit(limit)
+        with concurrency(limit, occupy=1, strict=True, timeout_seconds=60):
+            loaded = load_deliveries(data_root)
+            logger.info("%d deliveries loaded, %d already there, %d superseded",
+                        len(loaded["loaded"]), len(loaded["skipped"]), len(loaded["superseded"]))
+            built = build_linked_tables(data_root)
+            logger.info("spine: %d people; rescue: %s", built["people"], built["rescue"])
+            quality, paths = linkage_quality(data_root)
+            marts = publish_marts(data_root)
     summary = linkage.summarise(
         settings, keystore, AuditLog(settings.audit_log),
         linkage.LoadResult(loaded["loaded"], loaded["skipped"], loaded["superseded"]), built, quality, paths,

@@ -13,7 +13,9 @@ then makes n unusable. A retired master's ciphertext is deleted from the file.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import secrets
@@ -148,6 +150,22 @@ class LocalKeystore:
         store._add_master()
         return store
 
+    @contextlib.contextmanager
+    def _changing(self):
+        """Change the keystore safely across instances and processes: under an exclusive
+        flock, re-read the file, let the caller change ``self._doc``, write it atomically."""
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self._reload()
+                yield self._doc
+                self._write(self.path, self._doc)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _reload(self) -> None:
+        self._doc = json.loads(self.path.read_text())
+
     @staticmethod
     def _write(path: Path, doc: dict) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keystore-")
@@ -163,21 +181,21 @@ class LocalKeystore:
             raise
 
     def _add_master(self) -> int:
-        version = max((m["version"] for m in self._doc["masters"]), default=0) + 1
-        secret = secrets.token_bytes(32)
-        nonce = secrets.token_bytes(12)
-        aad = f"safehaven-master:v{version}".encode()
-        for m in self._doc["masters"]:
-            if m["status"] == "active":
-                m["status"] = "retiring"
-        self._doc["masters"].append({
-            "version": version,
-            "status": "active",
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "nonce": _b64(nonce),
-            "ciphertext": _b64(AESGCM(self._kek).encrypt(nonce, secret, aad)),
-        })
-        self._write(self.path, self._doc)
+        with self._changing() as doc:
+            version = max((m["version"] for m in doc["masters"]), default=0) + 1
+            secret = secrets.token_bytes(32)
+            nonce = secrets.token_bytes(12)
+            aad = f"safehaven-master:v{version}".encode()
+            for m in doc["masters"]:
+                if m["status"] == "active":
+                    m["status"] = "retiring"
+            doc["masters"].append({
+                "version": version,
+                "status": "active",
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "nonce": _b64(nonce),
+                "ciphertext": _b64(AESGCM(self._kek).encrypt(nonce, secret, aad)),
+            })
         return version
 
     # Rotation ----------------------------------------------------------------------------
@@ -187,17 +205,17 @@ class LocalKeystore:
 
     def retire(self, version: int) -> None:
         """Make ``version`` unusable and delete its ciphertext. The active version cannot be."""
-        for m in self._doc["masters"]:
-            if m["version"] == version:
-                if m["status"] == "active":
-                    raise KeystoreError("rotate before retiring the active master version")
-                m["status"] = "retired"
-                m["retired"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-                m.pop("nonce", None)
-                m.pop("ciphertext", None)
-                self._masters.pop(version, None)
-                self._write(self.path, self._doc)
-                return
+        with self._changing() as doc:
+            for m in doc["masters"]:
+                if m["version"] == version:
+                    if m["status"] == "active":
+                        raise KeystoreError("rotate before retiring the active master version")
+                    m["status"] = "retired"
+                    m["retired"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+                    m.pop("nonce", None)
+                    m.pop("ciphertext", None)
+                    self._masters.pop(version, None)
+                    return
         raise KeystoreError(f"no master version {version}")
 
     # Data-encryption keys ----------------------------------------------------------------
@@ -205,17 +223,21 @@ class LocalKeystore:
         """A random 32-byte data-encryption key for one dataset generation (e.g. a warehouse
         file), stored wrapped under the KEK. Random, not derived, so it can be destroyed on its
         own: destroying it crypto-shreds every copy of that generation."""
-        keys = self._doc.setdefault("data_keys", {})
-        entry = keys.get(name)
+        self._reload()  # another process may have created or destroyed it since we opened
+        entry = self._doc.get("data_keys", {}).get(name)
         aad = f"safehaven-data-key:{name}".encode()
+        if entry is None and create:
+            with self._changing() as doc:
+                keys = doc.setdefault("data_keys", {})
+                entry = keys.get(name)
+                if entry is None:
+                    secret, nonce = secrets.token_bytes(32), secrets.token_bytes(12)
+                    keys[name] = {"status": "active", "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                                  "nonce": _b64(nonce),
+                                  "ciphertext": _b64(AESGCM(self._kek).encrypt(nonce, secret, aad))}
+                    return secret
         if entry is None or entry.get("status") == "destroyed":
-            if not create or entry is not None:
-                raise KeystoreError(f"no usable data-encryption key '{name}'")
-            secret, nonce = secrets.token_bytes(32), secrets.token_bytes(12)
-            keys[name] = {"status": "active", "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                          "nonce": _b64(nonce), "ciphertext": _b64(AESGCM(self._kek).encrypt(nonce, secret, aad))}
-            self._write(self.path, self._doc)
-            return secret
+            raise KeystoreError(f"no usable data-encryption key '{name}'")
         try:
             return AESGCM(self._kek).decrypt(_unb64(entry["nonce"]), _unb64(entry["ciphertext"]), aad)
         except InvalidTag:
@@ -223,20 +245,21 @@ class LocalKeystore:
 
     def data_key_names(self, prefix: str = "") -> list[str]:
         """Names of the usable (not destroyed) data-encryption keys starting with ``prefix``."""
+        self._reload()
         return sorted(n for n, e in self._doc.get("data_keys", {}).items()
                       if n.startswith(prefix) and e.get("status") != "destroyed")
 
     def destroy_data_key(self, name: str, missing_ok: bool = False) -> None:
         """Delete a data-encryption key's ciphertext for good (crypto-shredding)."""
-        entry = self._doc.get("data_keys", {}).get(name)
-        if entry is None:
-            if missing_ok:
-                return
-            raise KeystoreError(f"no data-encryption key '{name}'")
-        entry.update(status="destroyed", destroyed=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-        entry.pop("nonce", None)
-        entry.pop("ciphertext", None)
-        self._write(self.path, self._doc)
+        with self._changing() as doc:
+            entry = doc.get("data_keys", {}).get(name)
+            if entry is None:
+                if missing_ok:
+                    return
+                raise KeystoreError(f"no data-encryption key '{name}'")
+            entry.update(status="destroyed", destroyed=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+            entry.pop("nonce", None)
+            entry.pop("ciphertext", None)
 
     # Reading -----------------------------------------------------------------------------
     @property

@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,11 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
+#: Writer locks this process holds: path -> [open file, depth].
+_HELD: dict[str, list] = {}
+_HELD_GUARD = threading.Lock()
+
+
 @dataclass
 class LoadResult:
     loaded: list[str]
@@ -65,17 +71,31 @@ class Warehouse:
     # One writer at a time -----------------------------------------------------------------
     @contextlib.contextmanager
     def writer(self):
-        """Hold the warehouse's writer lock (an flock, released if the process dies)."""
+        """Hold the warehouse's writer lock: an flock, so the OS releases it if the process
+        dies. Re-entrant within a process (a flow holds it while its tasks take it again);
+        another process gets ``TransientError`` at once."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f".{self.name}.writer.lock", "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise TransientError("another link run is writing the warehouse (one writer at a time)") from None
-            try:
-                yield self
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        path = str((self.root / f".{self.name}.writer.lock").resolve())
+        with _HELD_GUARD:
+            held = _HELD.get(path)
+            if held is None:
+                handle = open(path, "a")  # noqa: SIM115 - kept open while the lock is held
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.close()
+                    raise TransientError("another link run is writing the warehouse (one writer at a time)") from None
+                held = _HELD[path] = [handle, 0]
+            held[1] += 1
+        try:
+            yield self
+        finally:
+            with _HELD_GUARD:
+                held[1] -= 1
+                if held[1] == 0:
+                    fcntl.flock(held[0], fcntl.LOCK_UN)
+                    held[0].close()
+                    del _HELD[path]
 
     # Generations --------------------------------------------------------------------------
     def current(self) -> dict | None:

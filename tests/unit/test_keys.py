@@ -123,3 +123,19 @@ def test_data_keys_are_random_per_generation_and_can_be_destroyed(store):
     with pytest.raises(KeystoreError):
         store.data_key("warehouse-g1", create=True)  # a destroyed generation is never re-created
     assert store.data_key("warehouse-g2") == second
+
+
+def test_two_keystore_handles_never_lose_each_others_keys(store):
+    """Flows open the keystore in several tasks and processes: a change made through one
+    handle is seen by the others, and a later change through a stale handle keeps it."""
+    other = LocalKeystore(store.path, KeyEncryptionKey(passphrase="correct horse"))
+    first = store.data_key("warehouse-g1", create=True)
+    assert other.data_key("warehouse-g1") == first  # created after `other` was opened
+    other.data_key("mart-person-1", create=True)
+    store.data_key("mart-person-2", create=True)  # through the handle that has not seen mart-person-1
+    assert other.data_key_names("mart-person-") == ["mart-person-1", "mart-person-2"]
+    other.destroy_data_key("warehouse-g1")
+    with pytest.raises(KeystoreError):
+        store.data_key("warehouse-g1")  # shredded through the other handle
+    with pytest.raises(KeystoreError):
+        store.data_key("warehouse-g1", create=True)  # a destroyed name is never issued again

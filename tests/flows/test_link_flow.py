@@ -1,0 +1,130 @@
+"""The ``link`` flow as ``safehaven link`` runs it: killed mid-run and run again, it gives the
+same warehouse tables and marts as one clean run; and ``safehaven query`` refuses a write and
+audits it."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import polars as pl
+
+from pipeline.ingest.ingest import Ingestor
+from pipeline.keys import open_keystore
+from pipeline.linkage import open_warehouse
+from pipeline.linkage.warehouse import connect
+from pipeline.marts import current_mart
+from pipeline.settings import Settings
+from pipeline.synth import EXTRACT_DATE, generate
+from tests.conftest import CONTRACTS
+from tests.flows.conftest import run_cli
+
+ENV = {"SAFEHAVEN_AS_OF": EXTRACT_DATE.isoformat(), "SAFEHAVEN_ALLOW_SYNTHETIC_NHS_NUMBERS": "true"}
+TABLES = ("spine", "apc_spells", "person_events", "person_keys", "rescue_outcomes", "rescued_links", "record_linkage")
+
+
+def _settings(root):
+    return Settings(data_root=root, contracts_dir=CONTRACTS, as_of=EXTRACT_DATE, allow_synthetic_nhs_numbers=True)
+
+
+def _rows(frame: pl.DataFrame) -> list[dict]:
+    frame = frame.with_columns(pl.col(c).list.join(",") for c, t in frame.schema.items() if isinstance(t, pl.List))
+    return frame.sort(frame.columns, nulls_last=True).to_dicts()
+
+
+def _state(root) -> dict:
+    settings = _settings(root)
+    keystore = open_keystore(settings, create_demo=True)
+    con = open_warehouse(settings, keystore).open(create=False)
+    try:
+        present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
+                                             "WHERE table_catalog = 'w'").fetchall()}
+        state = {t: _rows(con.execute(f"SELECT * FROM {t}").pl()) for t in TABLES}
+        state |= {t: _rows(con.execute(f"SELECT * FROM {t}").pl()) for t in present if t.startswith("stg_")}
+        state["_loads"] = _rows(con.execute("SELECT * EXCLUDE (loaded_at) FROM _loads").pl())
+    finally:
+        con.close()
+    for name in ("person", "linkage"):
+        pointer = current_mart(settings.marts_dir, name)
+        db = connect()
+        db.execute(f"ATTACH '{settings.marts_dir / pointer['file']}' AS m (ENCRYPTION_KEY $k, READ_ONLY)",
+                   {"k": keystore.data_key(pointer["key"]).hex()})
+        for table in pointer["tables"]:
+            frame = db.execute(f"SELECT * FROM m.{table}").pl()
+            state[f"{name}.{table}"] = _rows(frame.drop("loaded_at", strict=False))  # when, not what
+        db.close()
+    return state
+
+
+def _start_link(root):
+    env = {**os.environ, **ENV, "SAFEHAVEN_DATA_ROOT": str(root), "GX_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "link"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _kill_when(proc, ready, timeout=300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not ready() and proc.poll() is None:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_kill_link_mid_run_then_rerun_equals_one_clean_run(tmp_path):
+    crashed, clean = tmp_path / "crashed", tmp_path / "clean"
+    settings = _settings(crashed)
+    generate(settings, population=1200, seed=21)
+    Ingestor(settings, open_keystore(settings, create_demo=True)).ingest_all()
+    shutil.copytree(crashed, clean, ignore=shutil.ignore_patterns("landing"))
+
+    # 1. killed while loading deliveries into the warehouse
+    proc = _start_link(crashed)
+    _kill_when(proc, lambda: (crashed / "warehouse" / "warehouse-g1.duckdb").exists())
+    assert not (crashed / "reports" / "linkage" / "latest.json").exists()  # really mid-run
+    # 2. killed again while publishing the marts
+    proc = _start_link(crashed)
+    _kill_when(proc, lambda: any((crashed / "marts").glob("*/*.duckdb")))
+    assert not (crashed / "marts" / "person.current.json").exists()
+    # 3. run to the end
+    again = run_cli("link", root=crashed, env=ENV)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    once = run_cli("link", root=clean, env=ENV)
+    assert once.returncode == 0, once.stdout[-2000:] + once.stderr[-3000:]
+
+    a, b = _state(crashed), _state(clean)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key] == b[key], key
+    assert len(a["spine"]) > 1000 and len(a["person.people"]) == len(a["spine"])
+    # No orphans: two files at most per mart, and a key for each file and no other.
+    keystore = open_keystore(_settings(crashed), create_demo=True)
+    for name in ("person", "linkage", "governance"):
+        files = sorted((crashed / "marts" / name).glob("*.duckdb"))
+        assert 1 <= len(files) <= 2
+        assert keystore.data_key_names(f"mart-{name}-") == [f"mart-{f.stem}" for f in files]
+
+
+def test_query_refuses_a_write_and_audits_it(demo_root, tmp_path):
+    out = run_cli("query", "--role", "analyst", "DELETE FROM people WHERE age > 80", root=demo_root, env=ENV)
+    assert out.returncode == 50, out.stdout + out.stderr
+    assert "refused" in out.stderr and "Traceback" not in out.stderr
+    entry = json.loads((demo_root / "audit" / "audit.jsonl").read_text().splitlines()[-1])
+    assert entry["event"] == "query.refused" and entry["details"]["role"] == "analyst"
+    assert entry["details"]["sql"].startswith("DELETE FROM people")
+
+    target = tmp_path / "bands.csv"
+    ok = run_cli("query", "--role", "analyst", "SELECT age_band, count(*) AS n FROM people GROUP BY ALL",
+                 "--csv", str(target), root=demo_root, env=ENV)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert pl.read_csv(target)["n"].sum() > 1000
+    entry = json.loads((demo_root / "audit" / "audit.jsonl").read_text().splitlines()[-1])
+    assert entry["event"] == "query.run" and entry["details"]["rows"] == pl.read_csv(target).height
+
+    shown = run_cli("query", "--role", "analyst", "SELECT * FROM people", root=demo_root, env=ENV)
+    assert shown.returncode == 0 and "rows (marts: person)" in shown.stdout and "showing 50 of" in shown.stdout
+    denied = run_cli("query", "--role", "analyst", "SELECT * FROM linkage.record_linkage", root=demo_root, env=ENV)
+    assert denied.returncode == 2 and "record_linkage" in denied.stderr
