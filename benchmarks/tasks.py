@@ -140,7 +140,79 @@ def _fresh(root: Path) -> None:
     shutil.rmtree(root / "landing" / "_ingested", ignore_errors=True)
 
 
-def ingest(root: str) -> dict:
+def stage(root: str) -> dict:
+    """Ingest every delivery and keep staging (the input of the link benchmarks)."""
+    info = ingest(root, keep="yes")
+    for zone in ("warehouse", "marts", "reports"):
+        import shutil
+
+        shutil.rmtree(Path(root) / zone, ignore_errors=True)
+    return info
+
+
+def _link_settings(root: str):
+    from pipeline.settings import Settings
+    from pipeline.synth import EXTRACT_DATE
+
+    return Settings(data_root=Path(root), as_of=EXTRACT_DATE, allow_synthetic_nhs_numbers=True)
+
+
+def link(root: str) -> dict:
+    """The library's link steps on a fresh warehouse, each timed: load, link (spine, rescue,
+    record linkage), quality report, marts."""
+    import shutil
+
+    from pipeline import linkage
+    from pipeline.audit import AuditLog
+    from pipeline.keys import open_keystore
+
+    settings = _link_settings(root)
+    for zone in ("warehouse", "marts", "reports"):
+        shutil.rmtree(Path(root) / zone, ignore_errors=True)
+    keystore = open_keystore(settings, create_demo=True)
+    for name in keystore.data_key_names("warehouse-"):
+        keystore.destroy_data_key(name)  # a fresh warehouse generation each run
+    times = {}
+    started = time.perf_counter()
+    linkage.load_deliveries(settings, keystore)
+    times["load"] = time.perf_counter() - started
+    built = linkage.build_linked_tables(settings, keystore)
+    times["link"] = time.perf_counter() - started - times["load"]
+    mark = time.perf_counter()
+    quality, _ = linkage.write_quality_report(settings, keystore)
+    times["report"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    linkage.publish(settings, keystore, AuditLog(settings.audit_log))
+    times["marts"] = time.perf_counter() - mark
+    times["total"] = time.perf_counter() - started
+    return {"seconds": times, "people": built["people"], "records": built["records"]}
+
+
+def sqllink(root: str, out: str) -> dict:
+    """The hand-written baseline: one DuckDB SQL script (benchmarks/baseline_link.sql) over
+    the same staged Parquet, into an encrypted file."""
+    import secrets
+    import shutil
+
+    from pipeline.linkage.warehouse import connect
+
+    target = Path(out)
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    script = (Path(__file__).parent / "baseline_link.sql").read_text().replace("{staging}", str(Path(root) / "staging"))
+    con = connect()
+    started = time.perf_counter()
+    con.execute(f"ATTACH '{target / 'baseline.duckdb'}' AS b (ENCRYPTION_KEY $k)", {"k": secrets.token_hex(32)})
+    con.execute("USE b")
+    con.execute(script)
+    seconds = time.perf_counter() - started
+    people, records = con.execute("SELECT (SELECT count(*) FROM spine), (SELECT count(*) FROM record_linkage)").fetchone()
+    con.close()
+    shutil.rmtree(target, ignore_errors=True)
+    return {"seconds": seconds, "people": people, "records": records}
+
+
+def ingest(root: str, keep: str = "") -> dict:
     """The whole ingest (gate, firewall, opt-outs, staging, manifests, audit, GX results and
     Data Docs) over every delivery of a synthetic population."""
     from pipeline.ingest.ingest import Ingestor
@@ -159,7 +231,8 @@ def ingest(root: str) -> dict:
     if bad:
         raise SystemExit(f"benchmark ingest did not stage everything: {bad[:5]}")
     rows = sum(r.rows_in for r in results)
-    _fresh(root_path)
+    if not keep:
+        _fresh(root_path)
     return {"seconds": seconds, "rows": rows, "deliveries": len(results)}
 
 
@@ -188,7 +261,8 @@ def barecopy(root: str, out: str) -> dict:
 if __name__ == "__main__":
     task, *args = sys.argv[1:]
     tasks = {"synth": synth, "bigfile": bigfile, "validate": validate, "duckscan": duckscan,
-             "pseudonyms": pseudonyms, "ingest": ingest, "barecopy": barecopy}
+             "pseudonyms": pseudonyms, "ingest": ingest, "barecopy": barecopy, "stage": stage, "link": link,
+             "sqllink": sqllink}
     info = tasks[task](*args)
     info["peak_rss_mb"] = round(_peak_mb(), 1)
     print(json.dumps(info))

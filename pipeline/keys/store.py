@@ -100,7 +100,7 @@ class Keystore(Protocol):
 
     def data_key(self, name: str, create: bool = False) -> bytes: ...
 
-    def data_key_names(self, prefix: str = "") -> list[str]: ...
+    def data_key_names(self, prefix: str = "", include_destroyed: bool = False) -> list[str]: ...
 
     def destroy_data_key(self, name: str, missing_ok: bool = False) -> None: ...
 
@@ -243,11 +243,12 @@ class LocalKeystore:
         except InvalidTag:
             raise KeystoreError(f"data-encryption key '{name}' failed its integrity check") from None
 
-    def data_key_names(self, prefix: str = "") -> list[str]:
-        """Names of the usable (not destroyed) data-encryption keys starting with ``prefix``."""
+    def data_key_names(self, prefix: str = "", include_destroyed: bool = False) -> list[str]:
+        """Names of the data-encryption keys starting with ``prefix`` (usable ones only,
+        unless ``include_destroyed``)."""
         self._reload()
         return sorted(n for n, e in self._doc.get("data_keys", {}).items()
-                      if n.startswith(prefix) and e.get("status") != "destroyed")
+                      if n.startswith(prefix) and (include_destroyed or e.get("status") != "destroyed"))
 
     def destroy_data_key(self, name: str, missing_ok: bool = False) -> None:
         """Delete a data-encryption key's ciphertext for good (crypto-shredding)."""

@@ -113,7 +113,12 @@ class Warehouse:
         if pointer is None:
             if not create:
                 raise FileNotFoundError("no warehouse yet: run 'safehaven link'")
-            pointer = {"generation": 1, "file": self.path_for(1).name,
+            # A new warehouse takes a generation number no key was ever issued for (a
+            # destroyed generation's key name is never reused).
+            used = [int(n.rsplit("-g", 1)[1]) for n in self.keystore.data_key_names(f"{self.name}-g", include_destroyed=True)
+                    if n.rsplit("-g", 1)[1].isdigit()]
+            generation = max(used, default=0) + 1
+            pointer = {"generation": generation, "file": self.path_for(generation).name,
                        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
             self.root.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.pointer, pointer)
@@ -135,15 +140,33 @@ class Warehouse:
 
     # Loading ------------------------------------------------------------------------------
     def load_staging(self, staging: Path) -> LoadResult:
-        """Load every staged delivery not yet loaded; newer versions supersede older ones."""
+        """Load every staged delivery not yet loaded; newer versions supersede older ones.
+
+        New deliveries of one table load in one statement and one transaction (rows and
+        ``_loads`` together), so a crash leaves each table as it was before or after."""
         manifests = sorted(Path(staging).rglob("*.manifest.json"))
         docs = [(path, doc) for path in manifests if (doc := read_manifest(path))]
         result = LoadResult([], [], [])
         con = self.open()
         try:
-            for path, doc in sorted(docs, key=lambda item: (item[1]["feed"], item[1]["table"],
-                                                            item[1]["period"], item[1]["version"])):
-                self._load_one(con, path, doc, result)
+            loaded = {r[0]: (r[1], r[2], r[3], r[4]) for r in con.execute(
+                "SELECT delivery, feed, tbl, period, version FROM _loads").fetchall()}
+            latest: dict[tuple, int] = {}
+            for feed, tbl, period, version in loaded.values():
+                latest[(feed, tbl, period)] = max(version, latest.get((feed, tbl, period), 0))
+            for _, doc in docs:
+                key = (doc["feed"], doc["table"], doc["period"])
+                latest[key] = max(doc["version"], latest.get(key, 0))
+            batches: dict[str, list[tuple[Path, dict]]] = {}
+            for path, doc in docs:
+                key = (doc["feed"], doc["table"], doc["period"])
+                if doc["delivery"] in loaded or doc["version"] < latest[key]:
+                    result.skipped.append(doc["delivery"])  # loaded already, or a newer version exists
+                    continue
+                self._check_key(con, doc)
+                batches.setdefault(doc["table"], []).append((path, doc))
+            for table, batch in sorted(batches.items()):
+                self._load_table(con, table, batch, result)
             con.execute("CHECKPOINT")
         finally:
             con.close()
@@ -162,43 +185,45 @@ class Warehouse:
                 f"(fingerprint {fingerprint}); the warehouse holds {held} (fingerprint {row[0]}). Refusing to "
                 "load: pseudonyms under different keys cannot be linked")
 
-    def _load_one(self, con, manifest: Path, doc: dict, result: LoadResult) -> None:
-        delivery = doc["delivery"]
-        digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
-        if con.execute("SELECT 1 FROM _loads WHERE delivery = ?", [delivery]).fetchone():
-            result.skipped.append(delivery)
-            return
-        newer = con.execute(
-            "SELECT delivery FROM _loads WHERE feed = ? AND tbl = ? AND period = ? AND version > ?",
-            [doc["feed"], doc["table"], doc["period"], doc["version"]]).fetchone()
-        if newer:
-            result.skipped.append(delivery)
-            return
-        self._check_key(con, doc)
-        parquet = manifest.with_name(manifest.name.replace(".manifest.json", ".parquet"))
-        table = f"stg_{doc['table']}"
+    def _load_table(self, con, tbl: str, batch: list[tuple[Path, dict]], result: LoadResult) -> None:
+        """Load new deliveries of one table (at most one per period) in one transaction."""
+        table = f"stg_{tbl}"
+        files = [(str(m.with_name(m.name.replace(".manifest.json", ".parquet"))), m, d) for m, d in batch]
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT *, ''::VARCHAR AS _period, 0 AS _version "
-                        "FROM read_parquet(?) LIMIT 0", [str(parquet)])
-            older = con.execute(
-                "SELECT delivery FROM _loads WHERE feed = ? AND tbl = ? AND period = ? AND superseded_by IS NULL",
-                [doc["feed"], doc["table"], doc["period"]]).fetchall()
-            if older:
-                con.execute(f"DELETE FROM {table} WHERE _period = ?", [doc["period"]])
-                con.execute("UPDATE _loads SET superseded_by = ? WHERE feed = ? AND tbl = ? AND period = ? "
-                            "AND superseded_by IS NULL", [delivery, doc["feed"], doc["table"], doc["period"]])
-                result.superseded += [o[0] for o in older]
-            con.execute(f"INSERT INTO {table} BY NAME SELECT *, ? AS _period, ? AS _version FROM read_parquet(?)",
-                        [doc["period"], doc["version"], str(parquet)])
-            rows = con.execute(f"SELECT count(*) FROM {table} WHERE _period = ?", [doc["period"]]).fetchone()[0]
-            con.execute("INSERT INTO _loads VALUES (?, ?, ?, ?, ?, ?, ?, now(), NULL)",
-                        [delivery, doc["feed"], doc["table"], doc["period"], doc["version"], digest, rows])
+                        "FROM read_parquet(?) LIMIT 0", [files[0][0]])
+            con.execute("CREATE OR REPLACE TEMP TABLE _batch (file VARCHAR, delivery VARCHAR, feed VARCHAR, "
+                        "period VARCHAR, version INTEGER, manifest_sha256 VARCHAR)")
+            con.executemany("INSERT INTO _batch VALUES (?, ?, ?, ?, ?, ?)", [
+                [f, d["delivery"], d["feed"], d["period"], d["version"], hashlib.sha256(m.read_bytes()).hexdigest()]
+                for f, m, d in files])
+            superseded = con.execute(
+                "SELECT l.delivery, b.delivery FROM _loads l JOIN _batch b ON l.feed = b.feed AND l.period = b.period "
+                "WHERE l.tbl = ? AND l.superseded_by IS NULL", [tbl]).fetchall()
+            if superseded:
+                con.execute(f"DELETE FROM {table} WHERE _period IN (SELECT period FROM _batch)")
+                con.execute("UPDATE _loads SET superseded_by = b.delivery FROM _batch b WHERE _loads.feed = b.feed "
+                            "AND _loads.tbl = ? AND _loads.period = b.period AND _loads.superseded_by IS NULL", [tbl])
+                result.superseded += [old for old, _ in superseded]
+            con.execute(f"""
+                INSERT INTO {table} BY NAME
+                SELECT p.* EXCLUDE (filename), b.period AS _period, b.version AS _version
+                FROM read_parquet(?, filename = true, union_by_name = true) p JOIN _batch b ON p.filename = b.file
+            """, [[f for f, _, _ in files]])
+            con.execute(f"""
+                INSERT INTO _loads
+                SELECT b.delivery, b.feed, ?, b.period, b.version, b.manifest_sha256, coalesce(c.n, 0), now(), NULL
+                FROM _batch b LEFT JOIN (SELECT _period, count(*) AS n FROM {table}
+                                         WHERE _period IN (SELECT period FROM _batch) GROUP BY ALL) c
+                  ON c._period = b.period
+            """, [tbl])
+            con.execute("DROP TABLE _batch")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        result.loaded.append(delivery)
+        result.loaded += [d["delivery"] for _, _, d in files]
 
     def describe(self) -> dict:
         con = self.open(create=False)
