@@ -1,5 +1,7 @@
-"""`make bench`: generation time and peak memory (175k and 2M people), and validation-gate
-throughput as a ratio against a bare DuckDB scan of the same file.
+"""`make bench`: generation time and peak memory (175k and 2M people); validation-gate
+throughput against a bare DuckDB scan of the same file; pseudonyms per core; the whole ingest
+against a bare CSV->Parquet copy; and the link steps against a hand-written single DuckDB SQL
+script doing the same joins (``benchmarks/baseline_link.sql``).
 
 Each measured step runs in its own child process, which reports its own peak RSS.
 Timings are medians of repeated runs; the validation ratio compares the gate with DuckDB on
@@ -7,6 +9,7 @@ the same file in the same command, so machine noise largely cancels. Results go 
 ``benchmarks/results/latest.json`` and ``latest.md`` (and a dated copy).
 
     python -m benchmarks.run [--quick]    # --quick: 20k and 200k people, one repeat
+    python -m benchmarks.run --only link  # just the link group; the rest is kept from latest.json
 """
 
 from __future__ import annotations
@@ -115,6 +118,36 @@ def bench_ingest(population: int, repeats: int) -> dict:
             "governance_overhead_ratio": round(ing / copy, 2), "ingest_peak_rss_mb": round(max(peaks))}
 
 
+def bench_link(population: int, repeats: int) -> dict:
+    """The link steps against the hand-written single-script baseline, alternating runs."""
+    root = WORK / f"synth-{population}"
+    if not (root / "landing").exists():
+        child(["synth", str(population), str(root)])
+    child(["stage", str(root)])
+    ours, base, peaks, base_peaks, info = [], [], [], [], {}
+    for _ in range(repeats):
+        _, peak, out = child(["link", str(root)])
+        info = json.loads(out.strip().splitlines()[-1])
+        ours.append(info["seconds"])
+        peaks.append(peak)
+        _, bpeak, out = child(["sqllink", str(root), str(WORK / "baseline")])
+        b = json.loads(out.strip().splitlines()[-1])
+        if (b["people"], b["records"]) != (info["people"], info["records"]):
+            raise SystemExit(f"baseline and pipeline disagree: {b} vs {info}")
+        base.append(b["seconds"])
+        base_peaks.append(bpeak)
+    _, _, out = child(["evaluate", str(root)])
+    evaluation = json.loads(out.strip().splitlines()[-1])
+    med = {k: statistics.median(run[k] for run in ours) for k in ours[0]}
+    baseline = statistics.median(base)
+    return {"population": population, "repeats": repeats, "people": info["people"], "records": info["records"],
+            "median_seconds": {k: round(v, 2) for k, v in med.items()}, "baseline_median_seconds": round(baseline, 2),
+            "ratio_load_and_link": round((med["load"] + med["link"]) / baseline, 2),
+            "ratio_total": round(med["total"] / baseline, 2),
+            "peak_rss_mb": round(max(peaks)), "baseline_peak_rss_mb": round(max(base_peaks)),
+            "evaluation": evaluation}
+
+
 def table(results: dict) -> str:
     g = results["generation"]
     v = results["validation"]
@@ -148,12 +181,27 @@ def table(results: dict) -> str:
                      f"(median {r['ingest_median_seconds']} s of {r['repeats']}), peak RSS {r['ingest_peak_rss_mb']:,} MB; "
                      f"bare DuckDB CSV->Parquet copy {r['bare_copy_rows_per_second']:,} rows/s: "
                      f"**{r['governance_overhead_ratio']}x** |")
+    for r in results.get("link", []):
+        m = r["median_seconds"]
+        lines.append(f"| link, {r['population']:,} people ({r['records']:,} person-level records, {r['people']:,} on the "
+                     f"spine) | load {m['load']} s + link {m['link']} s = {m['load'] + m['link']:.2f} s vs hand-written "
+                     f"single SQL script {r['baseline_median_seconds']} s: **{r['ratio_load_and_link']}x** "
+                     f"(median of {r['repeats']}); peak RSS {r['peak_rss_mb']:,} MB (script {r['baseline_peak_rss_mb']:,} MB) |")
+        lines.append(f"| link, {r['population']:,} people, everything | + quality report {m['report']} s + 3 marts "
+                     f"{m['marts']} s = {m['total']} s, {r['ratio_total']}x the script (which does neither) |")
+        if ev := r.get("evaluation"):
+            d, x = ev["deterministic"], ev["rescue"]
+            lines.append(f"| linkage vs the synthetic truth, {r['population']:,} people | deterministic precision "
+                         f"{d['precision']}, recall {d['recall']} (share with a valid NHS number "
+                         f"{d['valid_nhs_number_share']}), {d['split_people']} people split; rescue precision "
+                         f"{x['precision']} ({x['correct']:,} of {x['linked']:,}); overall recall {ev['overall_recall']} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small populations, one repeat")
+    parser.add_argument("--only", choices=["link"], help="run one group; other results are kept from latest.json")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -163,6 +211,14 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "generation": [],
     }
+    if args.only:
+        results = json.loads((RESULTS / "latest.json").read_text()) | {"when": results["when"]}
+        results["link"] = []
+        for population, repeats in sizes:
+            print(f"link vs the hand-written SQL script, {population:,} people ...", flush=True)
+            results["link"].append(bench_link(population, repeats))
+        _save(results)
+        return
     for population, repeats in sizes:
         print(f"synth {population:,} people x{repeats} ...", flush=True)
         results["generation"].append(bench_generation(population, repeats))
@@ -175,6 +231,14 @@ def main() -> None:
     for population, repeats in sizes:
         print(f"whole ingest vs bare copy, {population:,} people ...", flush=True)
         results["ingest"].append(bench_ingest(population, repeats))
+    results["link"] = []
+    for population, repeats in sizes:
+        print(f"link vs the hand-written SQL script, {population:,} people ...", flush=True)
+        results["link"].append(bench_link(population, repeats))
+    _save(results)
+
+
+def _save(results: dict) -> None:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     for name in ("latest", stamp):
         (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))

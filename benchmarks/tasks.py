@@ -179,13 +179,25 @@ def link(root: str) -> dict:
     built = linkage.build_linked_tables(settings, keystore)
     times["link"] = time.perf_counter() - started - times["load"]
     mark = time.perf_counter()
-    quality, _ = linkage.write_quality_report(settings, keystore)
+    linkage.write_quality_report(settings, keystore)
     times["report"] = time.perf_counter() - mark
     mark = time.perf_counter()
     linkage.publish(settings, keystore, AuditLog(settings.audit_log))
     times["marts"] = time.perf_counter() - mark
     times["total"] = time.perf_counter() - started
     return {"seconds": times, "people": built["people"], "records": built["records"]}
+
+
+def evaluate(root: str) -> dict:
+    """Precision and recall of the last link run against the synthetic truth (own process:
+    not in the link's time or memory; the truth is never a pipeline input)."""
+    from pipeline import linkage
+    from pipeline.keys import open_keystore
+
+    settings = _link_settings(root)
+    quality, _ = linkage.write_quality_report(settings, open_keystore(settings, create_demo=True),
+                                              truth_dir=settings.synthetic_truth)
+    return quality["evaluation"]
 
 
 def sqllink(root: str, out: str) -> dict:
@@ -261,7 +273,7 @@ def barecopy(root: str, out: str) -> dict:
 if __name__ == "__main__":
     task, *args = sys.argv[1:]
     tasks = {"synth": synth, "bigfile": bigfile, "validate": validate, "duckscan": duckscan,
-             "pseudonyms": pseudonyms, "ingest": ingest, "barecopy": barecopy, "stage": stage, "link": link,
+             "pseudonyms": pseudonyms, "ingest": ingest, "barecopy": barecopy, "stage": stage, "link": link, "evaluate": evaluate,
              "sqllink": sqllink}
     info = tasks[task](*args)
     info["peak_rss_mb"] = round(_peak_mb(), 1)

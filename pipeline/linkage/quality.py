@@ -20,7 +20,7 @@ import duckdb
 
 from pipeline.linkage.spine import EVENT_SOURCES, tables_in
 
-__all__ = ["AGE_BANDS", "LINK_STATUSES", "build_record_linkage", "linkage_quality"]
+__all__ = ["AGE_BANDS", "LINK_STATUSES", "age_band_sql", "build_record_linkage", "linkage_quality"]
 
 #: Age bands of the report (lower bounds; the last is open).
 AGE_BANDS = ((0, "0-17"), (18, "18-39"), (40, "40-64"), (65, "65-74"), (75, "75-84"), (85, "85+"))
@@ -30,7 +30,8 @@ OTHER_PERSON_TABLES = ("stg_gp_ltc_diagnoses", "stg_gp_prescribing")
 GENDER_NAMES = {"1": "male", "2": "female", "9": "not stated", "X": "not known"}
 
 
-def _age_band_sql(column: str) -> str:
+def age_band_sql(column: str) -> str:
+    """SQL for the report's age band of an age column ('unknown' when null)."""
     cases = " ".join(f"WHEN {column} >= {low} THEN '{label}'" for low, label in reversed(AGE_BANDS))
     return f"CASE {cases} ELSE 'unknown' END"
 
@@ -64,7 +65,7 @@ def build_record_linkage(con: duckdb.DuckDBPyConnection) -> int:
                END AS confidence,
                CASE WHEN r.person_pid IS NULL AND coalesce(o.outcome, '') <> 'rescued'
                     THEN coalesce(o.outcome, 'not_attempted') END AS unlinked_reason,
-               r.age, {_age_band_sql('r.age')} AS age_band, r.gender,
+               r.age, {age_band_sql('r.age')} AS age_band, r.gender,
                CAST(ceil(r.imd_decile / 2) AS INTEGER) AS imd_quintile
         FROM ({' UNION ALL BY NAME '.join(parts)}) r
         LEFT JOIN {rescue} o ON o.source = r.source AND o._period = r._period AND o.source_row = r.source_row

@@ -22,7 +22,7 @@ import polars as pl
 
 from pipeline.ingest.staging import read_manifest, write_json_atomic
 from pipeline.keys import KeyDomain
-from pipeline.linkage.quality import AGE_BANDS
+from pipeline.linkage.quality import age_band_sql
 from pipeline.marts.contracts import MartContract, load_mart_contracts
 from pipeline.pseudonymise.pseudonyms import hmac_expr
 
@@ -42,11 +42,6 @@ class MartBuild:
 def current_mart(marts_dir: Path, name: str) -> dict | None:
     """The pointer of a published mart: file, key name, built time, table rows."""
     return read_manifest(Path(marts_dir) / f"{name}.current.json")
-
-
-def _age_band(column: str) -> str:
-    cases = " ".join(f"WHEN {column} >= {low} THEN '{label}'" for low, label in reversed(AGE_BANDS))
-    return f"CASE {cases} END"
 
 
 def _person_map(con: duckdb.DuckDBPyConnection, keystore) -> None:
@@ -95,7 +90,7 @@ def _build_person(con, as_of: dt.date, present: set[str]) -> None:
            if "stg_asc_clients" in present else "SELECT NULL::VARCHAR AS person_pid WHERE false")
     con.execute(f"""
         CREATE TABLE m.people AS
-        SELECT i.person_id, s.age::INTEGER AS age, {_age_band('s.age')} AS age_band, s.gender,
+        SELECT i.person_id, s.age::INTEGER AS age, {age_band_sql('s.age')} AS age_band, s.gender,
                s.postcode_sector, s.lsoa21cd, s.ward_code, s.imd_decile::INTEGER AS imd_decile,
                CAST(ceil(s.imd_decile / 2) AS INTEGER) AS imd_quintile, s.registered_practice,
                array_to_string(s.sources, ',') AS feeds, s.gender_conflict, s.age_conflict,

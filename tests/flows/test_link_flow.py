@@ -128,3 +128,18 @@ def test_query_refuses_a_write_and_audits_it(demo_root, tmp_path):
     assert shown.returncode == 0 and "rows (marts: person)" in shown.stdout and "showing 50 of" in shown.stdout
     denied = run_cli("query", "--role", "analyst", "SELECT * FROM linkage.record_linkage", root=demo_root, env=ENV)
     assert denied.returncode == 2 and "record_linkage" in denied.stderr
+
+
+def test_the_link_run_leaves_count_artifacts_in_prefect(demo_root):
+    import sqlite3
+
+    con = sqlite3.connect(next((demo_root / "prefect").glob("*.db")))
+    try:
+        rows = dict(con.execute("SELECT key, data FROM artifact WHERE key LIKE 'linkage-%'").fetchall())
+        runs = [r[0] for r in con.execute("SELECT state_type FROM flow_run WHERE name IS NOT NULL AND "
+                                          "flow_id IN (SELECT id FROM flow WHERE name = 'link')").fetchall()]
+    finally:
+        con.close()
+    assert runs and set(runs) == {"COMPLETED"}
+    assert {"linkage-by-feed", "linkage-summary"} <= set(rows)
+    assert "people on the spine" in rows["linkage-summary"] and "asc_clients" in rows["linkage-by-feed"]
