@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from pipeline.errors import ContractError
 from pipeline.ingest.staging import read_manifest, write_json_atomic
 from pipeline.keys import KeyDomain
 from pipeline.linkage.quality import age_band_sql
@@ -148,13 +149,13 @@ def _check_against_contract(con, contract: MartContract) -> dict[str, int]:
             "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'm' AND table_name = ? "
             "ORDER BY ordinal_position", [table]).fetchall())
         if columns != contract.columns(table):
-            raise RuntimeError(f"mart {contract.name}.{table} does not match its contract ({contract.path.name}): "
+            raise ContractError(f"mart {contract.name}.{table} does not match its contract ({contract.path.name}): "
                                f"built {columns}, declared {contract.columns(table)}")
         built[table] = con.execute(f"SELECT count(*) FROM m.{table}").fetchone()[0]
     extra = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
                                        "WHERE table_catalog = 'm'").fetchall()} - set(contract.tables)
     if extra:
-        raise RuntimeError(f"mart {contract.name} has tables its contract does not declare: {sorted(extra)}")
+        raise ContractError(f"mart {contract.name} has tables its contract does not declare: {sorted(extra)}")
     return built
 
 
@@ -167,7 +168,7 @@ def publish_marts(settings, keystore, warehouse, audit, as_of: dt.date | None = 
                 "governance": lambda con, present: _build_governance(con, settings.audit_log)}
     unknown = set(contracts) - set(builders)
     if unknown:
-        raise RuntimeError(f"no builder for mart contract(s) {sorted(unknown)}")
+        raise ContractError(f"no builder for mart contract(s) {sorted(unknown)}: a mart needs code as well as a contract")
     con = warehouse.open(create=False)
     published = []
     try:

@@ -156,7 +156,7 @@ def test_a_mart_that_breaks_its_contract_is_not_published(linked, tmp_path):
         "classification: attribute, description: Not built.}\n  - {name: bnf_chapters,"))
     broken = settings.model_copy(update={"contracts_dir": contracts})
     before = current_mart(settings.marts_dir, "person")
-    with pytest.raises(RuntimeError, match="frailty_index"):
+    with pytest.raises(ContractError, match="frailty_index"):
         publish(broken, keystore, AuditLog(settings.audit_log))
     assert current_mart(settings.marts_dir, "person") == before  # readers still get the last good mart
     publish(settings, keystore, AuditLog(settings.audit_log))  # the next good run cleans up the orphan
