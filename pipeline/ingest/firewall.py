@@ -135,7 +135,11 @@ class Firewall:
                 if activity is None:
                     raise ValueError(f"table {self.table.name} has a date of birth but no activity date")
                 dob = _parse_dates(c, col.formats)
-                birthday_passed = (activity.dt.month() * 100 + activity.dt.day()) >= (dob.dt.month() * 100 + dob.dt.day())
+                # month() and day() are Int8: widen before arithmetic (May * 100 overflows Int8).
+                def month_day(d: pl.Expr) -> pl.Expr:
+                    return d.dt.month().cast(pl.Int32) * 100 + d.dt.day().cast(pl.Int32)
+
+                birthday_passed = month_day(activity) >= month_day(dob)
                 age = (activity.dt.year() - dob.dt.year() - (~birthday_passed).cast(pl.Int32)).cast(pl.Int32)
                 lf = lf.with_columns(__age=age, __dob_ok=dob.is_not_null(), __raw=c.is_not_null(),
                                      __act_ok=activity.is_not_null())

@@ -18,6 +18,7 @@ import datetime as dt
 
 import duckdb
 
+from pipeline.linkage.rescue import RESCUE_RULE
 from pipeline.linkage.spine import EVENT_SOURCES, tables_in
 
 __all__ = ["AGE_BANDS", "LINK_STATUSES", "age_band_sql", "build_record_linkage", "linkage_quality"]
@@ -51,7 +52,7 @@ def build_record_linkage(con: duckdb.DuckDBPyConnection) -> int:
         raise ValueError("no staged activity in the warehouse: load deliveries first")
     rescue = "rescue_outcomes" if "rescue_outcomes" in present else (
         "(SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS _period, NULL::BIGINT AS source_row, "
-        "NULL::VARCHAR AS outcome, NULL::VARCHAR AS person_pid, NULL::INTEGER AS year_gap WHERE false)")
+        "NULL::VARCHAR AS outcome, NULL::VARCHAR AS person_pid, NULL::VARCHAR AS confidence WHERE false)")
     con.execute(f"""
         CREATE OR REPLACE TABLE record_linkage AS
         SELECT r.source, r._period, r._version, r.source_row, r.nhs_number_status,
@@ -59,9 +60,8 @@ def build_record_linkage(con: duckdb.DuckDBPyConnection) -> int:
                CASE WHEN r.person_pid IS NOT NULL THEN 'deterministic'
                     WHEN o.outcome = 'rescued' THEN 'rescued' ELSE 'unlinked' END AS link_status,
                CASE WHEN r.person_pid IS NOT NULL THEN 'nhs_number'
-                    WHEN o.outcome = 'rescued' THEN 'postcode_hash+gender+birth_year' END AS match_rule,
-               CASE WHEN r.person_pid IS NOT NULL THEN 'exact'
-                    WHEN o.outcome = 'rescued' THEN CASE WHEN o.year_gap = 0 THEN 'high' ELSE 'medium' END
+                    WHEN o.outcome = 'rescued' THEN '{RESCUE_RULE}' END AS match_rule,
+               CASE WHEN r.person_pid IS NOT NULL THEN 'exact' WHEN o.outcome = 'rescued' THEN o.confidence
                END AS confidence,
                CASE WHEN r.person_pid IS NULL AND coalesce(o.outcome, '') <> 'rescued'
                     THEN coalesce(o.outcome, 'not_attempted') END AS unlinked_reason,
@@ -113,9 +113,9 @@ def linkage_quality(con: duckdb.DuckDBPyConnection) -> dict:
     # Possible duplicate people: two pseudonyms with the same keyed postcode, gender and birth
     # year (two NHS numbers for one person, or twins). Counted, never merged.
     possible_duplicates = con.execute("""
-        SELECT coalesce(sum(people), 0) FROM (
-            SELECT count(DISTINCT person_pid) AS people FROM person_keys
-            WHERE gender IN ('1', '2') GROUP BY postcode_hash, gender, birth_year HAVING count(DISTINCT person_pid) > 1)
+        SELECT count(DISTINCT a.person_pid) FROM person_keys a JOIN person_keys b
+          ON a.postcode_hash = b.postcode_hash AND a.gender = b.gender AND a.person_pid <> b.person_pid
+         AND a.born_after = b.born_after AND a.born_by = b.born_by
     """).fetchone()[0] if "person_keys" in tables_in(con) else 0
     meta = dict(con.execute("SELECT key, value FROM _meta").fetchall())
     records = sum(totals.values())

@@ -55,6 +55,42 @@ def test_opt_outs_remove_people_and_only_counts_are_kept(population_copy):
         assert pid not in audit
 
 
+def _reference_age(dob: dt.date, on: dt.date) -> int:
+    """Whole years on ``on``, the obvious way."""
+    return on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
+
+
+def test_age_at_activity_matches_a_plain_computation_for_every_row(population_copy):
+    """Every staged age against the date of birth and admission date in landing (a birthday
+    later in the year than the admission must not count: May * 100 once overflowed Int8)."""
+    ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout", "sus_apc"])
+    checked = 0
+    for manifest in (population_copy.staging / "sus_apc").rglob("*.manifest.json"):
+        staged = pl.read_parquet(manifest.with_name(manifest.name.replace(".manifest.json", ".parquet")))
+        raw = pl.read_csv(population_copy.landing / "sus_apc" / staged_name(manifest), infer_schema=False)
+        for row in staged.select("source_row", "age", "admission_date").iter_rows(named=True):
+            text = raw["date_of_birth"][row["source_row"]]
+            if row["age"] is None or not text:
+                continue
+            dob = next(d for f in ("%Y-%m-%d", "%d/%m/%Y", "%Y%m%d") if (d := _try(text, f)))
+            assert row["age"] == _reference_age(dob, row["admission_date"]), (row["source_row"], manifest.name)
+            checked += 1
+    assert checked > 500
+
+
+def _try(text: str, fmt: str) -> dt.date | None:
+    try:
+        return dt.datetime.strptime(text.strip(), fmt).date()
+    except ValueError:
+        return None
+
+
+def staged_name(manifest) -> str:
+    import json
+
+    return json.loads(manifest.read_text())["input"]["file"].split("/")[-1]
+
+
 def test_stale_opt_out_list_refuses_to_stage(population_copy):
     ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout"])
     late = population_copy.model_copy(update={"as_of": EXTRACT_DATE + dt.timedelta(days=60)})
