@@ -45,32 +45,49 @@ SELECT DISTINCT ON (spell_id) person_pid, spell_id, admission_date, discharge_da
        admission_method IN ('21', '22', '23', '24', '25', '2A', '2B', '2C', '2D', '28') AS emergency
 FROM sus_apc_spells;
 
-CREATE TABLE person_keys AS
-SELECT DISTINCT person_pid, postcode_hash, gender, year(event_date) - age AS birth_year
-FROM (SELECT person_pid, postcode_hash, gender, admission_date AS event_date, age FROM sus_apc_spells
+CREATE TABLE known AS
+SELECT person_pid, postcode_hash, gender, d - to_years(age + 1) + INTERVAL 1 DAY AS born_after, d - to_years(age) AS born_by
+FROM (SELECT person_pid, postcode_hash, gender, admission_date AS d, age FROM sus_apc_spells
       UNION ALL SELECT person_pid, postcode_hash, gender, appointment_date, age FROM sus_op_attendances
       UNION ALL SELECT person_pid, postcode_hash, gender, arrival_date, age FROM ecds_attendances
       UNION ALL SELECT person_pid, postcode_hash, gender, contact_date, age FROM csds_contacts
       UNION ALL SELECT person_pid, postcode_hash, gender, contact_date, age FROM mhsds_contacts
       UNION ALL SELECT person_pid, postcode_hash, gender, extract_date, age FROM gp_registrations
       UNION ALL SELECT person_pid, postcode_hash, gender, extract_date, age FROM asc_clients)
-WHERE person_pid IS NOT NULL AND postcode_hash IS NOT NULL AND age IS NOT NULL;
+WHERE person_pid IS NOT NULL AND age IS NOT NULL;
+
+CREATE TABLE person_keys AS
+SELECT DISTINCT k.person_pid, k.postcode_hash, k.gender,
+       CASE WHEN w.a <= w.b THEN w.a ELSE w.wa END AS born_after, CASE WHEN w.a <= w.b THEN w.b ELSE w.wb END AS born_by
+FROM known k JOIN (SELECT person_pid, max(born_after) AS a, min(born_by) AS b, min(born_after) AS wa, max(born_by) AS wb
+                   FROM known GROUP BY person_pid) w USING (person_pid)
+WHERE k.postcode_hash IS NOT NULL AND k.gender IN ('1', '2');
+
+CREATE TABLE practices AS
+SELECT person_pid, list(DISTINCT practice_code) AS practices FROM (
+    SELECT person_pid, practice_code FROM person_events WHERE practice_code IS NOT NULL
+    UNION ALL SELECT person_pid, registered_practice FROM spine WHERE registered_practice IS NOT NULL)
+GROUP BY person_pid;
 
 CREATE TABLE unlinked AS
-SELECT 'sus_apc_spells' AS source, _period, source_row, postcode_hash, gender, year(admission_date) - age AS birth_year FROM sus_apc_spells WHERE person_pid IS NULL
-UNION ALL SELECT 'sus_op_attendances', _period, source_row, postcode_hash, gender, year(appointment_date) - age FROM sus_op_attendances WHERE person_pid IS NULL
-UNION ALL SELECT 'ecds_attendances', _period, source_row, postcode_hash, gender, year(arrival_date) - age FROM ecds_attendances WHERE person_pid IS NULL
-UNION ALL SELECT 'csds_contacts', _period, source_row, postcode_hash, gender, year(contact_date) - age FROM csds_contacts WHERE person_pid IS NULL
-UNION ALL SELECT 'mhsds_contacts', _period, source_row, postcode_hash, gender, year(contact_date) - age FROM mhsds_contacts WHERE person_pid IS NULL
-UNION ALL SELECT 'gp_registrations', _period, source_row, postcode_hash, gender, year(extract_date) - age FROM gp_registrations WHERE person_pid IS NULL
-UNION ALL SELECT 'asc_clients', _period, source_row, postcode_hash, gender, year(extract_date) - age FROM asc_clients WHERE person_pid IS NULL;
+SELECT source, _period, source_row, postcode_hash, gender, d - to_years(age + 1) + INTERVAL 1 DAY AS born_after,
+       d - to_years(age) AS born_by, practice_code
+FROM (SELECT 'sus_apc_spells' AS source, _period, source_row, postcode_hash, gender, admission_date AS d, age, gp_practice_code AS practice_code FROM sus_apc_spells WHERE person_pid IS NULL
+      UNION ALL SELECT 'sus_op_attendances', _period, source_row, postcode_hash, gender, appointment_date, age, gp_practice_code FROM sus_op_attendances WHERE person_pid IS NULL
+      UNION ALL SELECT 'ecds_attendances', _period, source_row, postcode_hash, gender, arrival_date, age, gp_practice_code FROM ecds_attendances WHERE person_pid IS NULL
+      UNION ALL SELECT 'csds_contacts', _period, source_row, postcode_hash, gender, contact_date, age, NULL FROM csds_contacts WHERE person_pid IS NULL
+      UNION ALL SELECT 'mhsds_contacts', _period, source_row, postcode_hash, gender, contact_date, age, NULL FROM mhsds_contacts WHERE person_pid IS NULL
+      UNION ALL SELECT 'gp_registrations', _period, source_row, postcode_hash, gender, extract_date, age, practice_code FROM gp_registrations WHERE person_pid IS NULL
+      UNION ALL SELECT 'asc_clients', _period, source_row, postcode_hash, gender, extract_date, age, NULL FROM asc_clients WHERE person_pid IS NULL);
 
 CREATE TABLE rescued AS
 SELECT u.source, u._period, u.source_row, any_value(k.person_pid) AS person_pid,
-       CASE WHEN min(abs(k.birth_year - u.birth_year)) = 0 THEN 'high' ELSE 'medium' END AS confidence
-FROM unlinked u JOIN person_keys k
-  ON k.postcode_hash = u.postcode_hash AND k.gender = u.gender AND abs(k.birth_year - u.birth_year) <= 1
-WHERE u.gender IN ('1', '2')
+       CASE WHEN bool_or(k.born_after >= u.born_after AND k.born_by <= u.born_by) THEN 'high' ELSE 'medium' END AS confidence
+FROM unlinked u
+JOIN person_keys k ON k.postcode_hash = u.postcode_hash AND k.gender = u.gender
+     AND k.born_after <= u.born_by AND k.born_by >= u.born_after
+LEFT JOIN practices p ON p.person_pid = k.person_pid
+WHERE u.gender IN ('1', '2') AND (u.practice_code IS NULL OR p.practices IS NULL OR list_contains(p.practices, u.practice_code))
 GROUP BY ALL
 HAVING count(DISTINCT k.person_pid) = 1 AND any_value(k.person_pid) NOT IN (SELECT person_pid FROM opted_out);
 

@@ -132,7 +132,7 @@ def bench_link(population: int, repeats: int) -> dict:
         peaks.append(peak)
         _, bpeak, out = child(["sqllink", str(root), str(WORK / "baseline")])
         b = json.loads(out.strip().splitlines()[-1])
-        if (b["people"], b["records"]) != (info["people"], info["records"]):
+        if (b["people"], b["records"], b["rescued"]) != (info["people"], info["records"], info["rescued"]):
             raise SystemExit(f"baseline and pipeline disagree: {b} vs {info}")
         base.append(b["seconds"])
         base_peaks.append(bpeak)

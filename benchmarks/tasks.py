@@ -185,7 +185,8 @@ def link(root: str) -> dict:
     linkage.publish(settings, keystore, AuditLog(settings.audit_log))
     times["marts"] = time.perf_counter() - mark
     times["total"] = time.perf_counter() - started
-    return {"seconds": times, "people": built["people"], "records": built["records"]}
+    return {"seconds": times, "people": built["people"], "records": built["records"],
+            "rescued": built["rescue"]["rescued"]}
 
 
 def evaluate(root: str) -> dict:
@@ -218,10 +219,11 @@ def sqllink(root: str, out: str) -> dict:
     con.execute("USE b")
     con.execute(script)
     seconds = time.perf_counter() - started
-    people, records = con.execute("SELECT (SELECT count(*) FROM spine), (SELECT count(*) FROM record_linkage)").fetchone()
+    people, records, rescued = con.execute(
+        "SELECT (SELECT count(*) FROM spine), (SELECT count(*) FROM record_linkage), (SELECT count(*) FROM rescued)").fetchone()
     con.close()
     shutil.rmtree(target, ignore_errors=True)
-    return {"seconds": seconds, "people": people, "records": records}
+    return {"seconds": seconds, "people": people, "records": records, "rescued": rescued}
 
 
 def ingest(root: str, keep: str = "") -> dict:

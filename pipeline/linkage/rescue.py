@@ -4,7 +4,8 @@ A record's age at its activity date bounds its date of birth to one year:
 ``(date - (age + 1) years, date - age years]``. A person on the spine has the intersection of
 those windows over all their linked records, usually much narrower than a year. A record is
 matched on the keyed postcode hash and the gender code to people seen at that postcode whose
-birth window overlaps the record's, and linked only when exactly one person matches: ``high``
+birth window overlaps the record's and, when the record names a GP practice, who are known at
+that practice (by their records or registration), and linked only when exactly one person matches: ``high``
 confidence when the person's window lies within the record's, ``medium`` when they only
 overlap. Anything else stays unlinked and counted. A rescued person found on an opt-out list is
 not linked: the record is dropped from the warehouse's linked view and counted (their NHS
@@ -23,7 +24,7 @@ from pipeline.linkage.spine import EVENT_SOURCES, tables_in
 
 __all__ = ["RESCUE_OUTCOMES", "RESCUE_RULE", "rescue_link"]
 
-RESCUE_RULE = "postcode_hash+gender+birth_window"
+RESCUE_RULE = "postcode_hash+gender+birth_window+practice"
 RESCUE_OUTCOMES = ("rescued", "ambiguous", "opted_out", "unmatched", "not_attempted")
 
 
@@ -31,7 +32,7 @@ def rescue_link(con: duckdb.DuckDBPyConnection) -> dict:
     """Build ``rescue_outcomes`` and ``rescued_links``; return counts per outcome."""
     present = tables_in(con)
     known, unknown = [], []
-    for table, (date_col, _) in EVENT_SOURCES.items():
+    for table, (date_col, practice_col) in EVENT_SOURCES.items():
         if table not in present:
             continue
         name = table.removeprefix("stg_")
@@ -39,8 +40,8 @@ def rescue_link(con: duckdb.DuckDBPyConnection) -> dict:
                   f"{date_col} - to_years(age) AS born_by")
         known.append(f"SELECT person_pid, postcode_hash, gender, {window} "
                      f"FROM {table} WHERE person_pid IS NOT NULL AND age IS NOT NULL")
-        unknown.append(f"SELECT '{name}' AS source, _period, source_row, postcode_hash, gender, {window} "
-                       f"FROM {table} WHERE person_pid IS NULL")
+        unknown.append(f"SELECT '{name}' AS source, _period, source_row, postcode_hash, gender, {window}, "
+                       f"{practice_col or 'NULL'}::VARCHAR AS practice_code FROM {table} WHERE person_pid IS NULL")
     if not known:
         raise ValueError("no staged activity in the warehouse: load deliveries first")
     con.execute("CREATE OR REPLACE TEMP TABLE _known AS " + " UNION ALL ".join(known))
@@ -63,6 +64,15 @@ def rescue_link(con: duckdb.DuckDBPyConnection) -> dict:
     con.execute("CREATE OR REPLACE TABLE unlinked_records AS " + " UNION ALL ".join(unknown))
     opted_out = [f"SELECT person_pid FROM {t}" for t in ("stg_ndoo_list", "stg_type1_optout_list") if t in present]
     opted = " UNION ".join(opted_out) if opted_out else "SELECT NULL::VARCHAR AS person_pid WHERE false"
+    # The GP practices each person is known at (their records and their registration): a
+    # record that names a practice only matches people known there, when anything is known.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _practices AS
+        SELECT person_pid, list(DISTINCT practice_code) AS practices FROM (
+            SELECT person_pid, practice_code FROM person_events WHERE practice_code IS NOT NULL
+            UNION ALL SELECT person_pid, registered_practice FROM spine WHERE registered_practice IS NOT NULL)
+        GROUP BY person_pid
+    """)
     con.execute("""
         CREATE OR REPLACE TABLE rescue_candidates AS
         SELECT DISTINCT u.source, u._period, u.source_row, k.person_pid,
@@ -70,8 +80,11 @@ def rescue_link(con: duckdb.DuckDBPyConnection) -> dict:
         FROM unlinked_records u
         JOIN person_keys k ON k.postcode_hash = u.postcode_hash AND k.gender = u.gender
              AND k.born_after <= u.born_by AND k.born_by >= u.born_after
+        LEFT JOIN _practices p ON p.person_pid = k.person_pid
         WHERE u.postcode_hash IS NOT NULL AND u.born_by IS NOT NULL AND u.gender IN ('1', '2')
+          AND (u.practice_code IS NULL OR p.practices IS NULL OR list_contains(p.practices, u.practice_code))
     """)
+    con.execute("DROP TABLE _practices")
     con.execute(f"""
         CREATE OR REPLACE TABLE rescue_outcomes AS
         WITH matches AS (
