@@ -40,7 +40,8 @@ def render_linkage_report(quality: dict, evaluation: dict | None = None) -> str:
         ("deliveries", q["deliveries"]),
     ]), page.text("Deterministic links join records that carry the same pseudonym (a valid NHS number). "
                   "Rescue links match a record without a valid NHS number to exactly one person on keyed postcode, "
-                  "gender and birth year; anything else stays unlinked and is counted here."), anchor="summary")
+                  "gender, birth window (from age at each activity) and GP practice; anything else stays unlinked and "
+                  "is counted here."), anchor="summary")
     if evaluation:
         d, r = evaluation["deterministic"], evaluation["rescue"]
         page.section("Against the synthetic ground truth", page.cards([
@@ -73,7 +74,7 @@ def render_linkage_report(quality: dict, evaluation: dict | None = None) -> str:
     page.section("Duplicates and conflicts", page.table(["check", "count"], [
         ("people with conflicting recorded gender", q["conflicts"]["gender"]),
         ("people with ages more than a year apart", q["conflicts"]["age"]),
-        ("possible duplicate people (same keyed postcode, gender, birth year)", q["possible_duplicate_people"]),
+        ("possible duplicate people (same keyed postcode, gender, birth window)", q["possible_duplicate_people"]),
         ("people without a registered practice", q["spine_gaps"]["no_registered_practice"]),
         ("people without geography", q["spine_gaps"]["no_geography"]),
     ]), page.table(["staged table", "exact duplicate rows"], sorted(q["duplicate_records"].items())),
