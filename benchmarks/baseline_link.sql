@@ -2,7 +2,8 @@
 -- Same inputs (the staged Parquet), same joins (spine, spells, rescue linkage, record linkage),
 -- written to an encrypted DuckDB file like the warehouse; none of the pipeline's bookkeeping
 -- (per-delivery loads and supersession, key checks, quality report, marts, audit).
--- {staging} is replaced with the staging folder.
+-- {staging} is replaced with the staging folder. Birth windows can narrow to a date of birth, so
+-- they stay in TEMP tables, as in the pipeline.
 
 CREATE TABLE sus_apc_spells AS SELECT *, regexp_extract(filename, '([^/]+)__v\d+\.parquet$', 1) AS _period FROM read_parquet('{staging}/sus_apc/sus_apc_spells/*.parquet', filename = true, union_by_name = true);
 CREATE TABLE sus_op_attendances AS SELECT *, regexp_extract(filename, '([^/]+)__v\d+\.parquet$', 1) AS _period FROM read_parquet('{staging}/sus_op/sus_op_attendances/*.parquet', filename = true, union_by_name = true);
@@ -45,7 +46,7 @@ SELECT DISTINCT ON (spell_id) person_pid, spell_id, admission_date, discharge_da
        admission_method IN ('21', '22', '23', '24', '25', '2A', '2B', '2C', '2D', '28') AS emergency
 FROM sus_apc_spells;
 
-CREATE TABLE known AS
+CREATE TEMP TABLE known AS
 SELECT person_pid, postcode_hash, gender, d - to_years(age + 1) + INTERVAL 1 DAY AS born_after, d - to_years(age) AS born_by
 FROM (SELECT person_pid, postcode_hash, gender, admission_date AS d, age FROM sus_apc_spells
       UNION ALL SELECT person_pid, postcode_hash, gender, appointment_date, age FROM sus_op_attendances
@@ -56,20 +57,20 @@ FROM (SELECT person_pid, postcode_hash, gender, admission_date AS d, age FROM su
       UNION ALL SELECT person_pid, postcode_hash, gender, extract_date, age FROM asc_clients)
 WHERE person_pid IS NOT NULL AND age IS NOT NULL;
 
-CREATE TABLE person_keys AS
+CREATE TEMP TABLE person_keys AS
 SELECT DISTINCT k.person_pid, k.postcode_hash, k.gender,
        CASE WHEN w.a <= w.b THEN w.a ELSE w.wa END AS born_after, CASE WHEN w.a <= w.b THEN w.b ELSE w.wb END AS born_by
 FROM known k JOIN (SELECT person_pid, max(born_after) AS a, min(born_by) AS b, min(born_after) AS wa, max(born_by) AS wb
                    FROM known GROUP BY person_pid) w USING (person_pid)
 WHERE k.postcode_hash IS NOT NULL AND k.gender IN ('1', '2');
 
-CREATE TABLE practices AS
+CREATE TEMP TABLE practices AS
 SELECT person_pid, list(DISTINCT practice_code) AS practices FROM (
     SELECT person_pid, practice_code FROM person_events WHERE practice_code IS NOT NULL
     UNION ALL SELECT person_pid, registered_practice FROM spine WHERE registered_practice IS NOT NULL)
 GROUP BY person_pid;
 
-CREATE TABLE unlinked AS
+CREATE TEMP TABLE unlinked AS
 SELECT source, _period, source_row, postcode_hash, gender, d - to_years(age + 1) + INTERVAL 1 DAY AS born_after,
        d - to_years(age) AS born_by, practice_code
 FROM (SELECT 'sus_apc_spells' AS source, _period, source_row, postcode_hash, gender, admission_date AS d, age, gp_practice_code AS practice_code FROM sus_apc_spells WHERE person_pid IS NULL

@@ -53,7 +53,9 @@ def read_manifest(path: Path) -> dict | None:
 
 def write_json_atomic(path: Path, doc: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    for stale in path.parent.glob(f".tmp-{path.name}-*"):
+        stale.unlink(missing_ok=True)  # left by a writer of this same file that was killed
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-", suffix=".json")
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(doc, fh, indent=2, sort_keys=True)

@@ -110,13 +110,6 @@ def linkage_quality(con: duckdb.DuckDBPyConnection) -> dict:
         SELECT count(*), count(*) FILTER (WHERE gender_conflict), count(*) FILTER (WHERE age_conflict),
                count(*) FILTER (WHERE registered_practice IS NULL), count(*) FILTER (WHERE lsoa21cd IS NULL)
         FROM spine""").fetchone()
-    # Possible duplicate people: two pseudonyms with the same keyed postcode, gender and birth
-    # year (two NHS numbers for one person, or twins). Counted, never merged.
-    possible_duplicates = con.execute("""
-        SELECT count(DISTINCT a.person_pid) FROM person_keys a JOIN person_keys b
-          ON a.postcode_hash = b.postcode_hash AND a.gender = b.gender AND a.person_pid <> b.person_pid
-         AND a.born_after = b.born_after AND a.born_by = b.born_by
-    """).fetchone()[0] if "person_keys" in tables_in(con) else 0
     meta = dict(con.execute("SELECT key, value FROM _meta").fetchall())
     records = sum(totals.values())
     return {
@@ -136,6 +129,6 @@ def linkage_quality(con: duckdb.DuckDBPyConnection) -> dict:
         "by_imd_quintile": _crosstab(con, "imd_quintile"),
         "conflicts": {"gender": spine[1], "age": spine[2]},
         "spine_gaps": {"no_registered_practice": spine[3], "no_geography": spine[4]},
-        "possible_duplicate_people": possible_duplicates,
+        "possible_duplicate_people": int(meta.get("possible_duplicate_people", 0)),
         "duplicate_records": _duplicate_records(con),
     }

@@ -44,11 +44,13 @@ def rescue_link(con: duckdb.DuckDBPyConnection) -> dict:
                        f"{practice_col or 'NULL'}::VARCHAR AS practice_code FROM {table} WHERE person_pid IS NULL")
     if not known:
         raise ValueError("no staged activity in the warehouse: load deliveries first")
+    # Birth windows can narrow to a date of birth, so they live only in this connection's
+    # memory (TEMP tables) and are never written to the warehouse: only outcomes are.
     con.execute("CREATE OR REPLACE TEMP TABLE _known AS " + " UNION ALL ".join(known))
     # Each person's birth window: the intersection of their records' windows (the widest
     # window instead if their records disagree, e.g. a wrong age somewhere).
     con.execute("""
-        CREATE OR REPLACE TABLE person_keys AS
+        CREATE OR REPLACE TEMP TABLE _person_keys AS
         WITH windows AS (
             SELECT person_pid, max(born_after) AS born_after, min(born_by) AS born_by,
                    min(born_after) AS widest_after, max(born_by) AS widest_by
@@ -60,8 +62,7 @@ def rescue_link(con: duckdb.DuckDBPyConnection) -> dict:
         FROM _known k JOIN windows w USING (person_pid)
         WHERE k.postcode_hash IS NOT NULL AND k.gender IN ('1', '2')
     """)
-    con.execute("DROP TABLE _known")
-    con.execute("CREATE OR REPLACE TABLE unlinked_records AS " + " UNION ALL ".join(unknown))
+    con.execute("CREATE OR REPLACE TEMP TABLE _unlinked AS " + " UNION ALL ".join(unknown))
     opted_out = [f"SELECT person_pid FROM {t}" for t in ("stg_ndoo_list", "stg_type1_optout_list") if t in present]
     opted = " UNION ".join(opted_out) if opted_out else "SELECT NULL::VARCHAR AS person_pid WHERE false"
     # The GP practices each person is known at (their records and their registration): a
@@ -77,8 +78,8 @@ def rescue_link(con: duckdb.DuckDBPyConnection) -> dict:
         CREATE OR REPLACE TABLE rescue_candidates AS
         SELECT DISTINCT u.source, u._period, u.source_row, k.person_pid,
                k.born_after >= u.born_after AND k.born_by <= u.born_by AS within
-        FROM unlinked_records u
-        JOIN person_keys k ON k.postcode_hash = u.postcode_hash AND k.gender = u.gender
+        FROM _unlinked u
+        JOIN _person_keys k ON k.postcode_hash = u.postcode_hash AND k.gender = u.gender
              AND k.born_after <= u.born_by AND k.born_by >= u.born_after
         LEFT JOIN _practices p ON p.person_pid = k.person_pid
         WHERE u.postcode_hash IS NOT NULL AND u.born_by IS NOT NULL AND u.gender IN ('1', '2')
@@ -101,12 +102,23 @@ def rescue_link(con: duckdb.DuckDBPyConnection) -> dict:
                     ELSE 'rescued' END AS outcome,
                CASE WHEN m.people = 1 AND m.person_pid NOT IN ({opted}) THEN m.person_pid END AS person_pid,
                CASE WHEN m.people = 1 THEN CASE WHEN m.within THEN 'high' ELSE 'medium' END END AS confidence
-        FROM unlinked_records u LEFT JOIN matches m USING (source, _period, source_row)
+        FROM _unlinked u LEFT JOIN matches m USING (source, _period, source_row)
     """)
     con.execute(f"""
         CREATE OR REPLACE TABLE rescued_links AS
         SELECT source, _period, source_row, person_pid, '{RESCUE_RULE}' AS match_rule, confidence
         FROM rescue_outcomes WHERE outcome = 'rescued'
     """)
+    # Possible duplicate people: two pseudonyms at one keyed postcode with the same gender and
+    # birth window (two NHS numbers for one person, or twins). Counted here, never merged.
+    duplicates = con.execute("""
+        SELECT count(DISTINCT a.person_pid) FROM _person_keys a JOIN _person_keys b
+          ON a.postcode_hash = b.postcode_hash AND a.gender = b.gender AND a.person_pid <> b.person_pid
+         AND a.born_after = b.born_after AND a.born_by = b.born_by""").fetchone()[0]
+    con.execute("INSERT OR REPLACE INTO _meta VALUES ('possible_duplicate_people', ?)", [str(duplicates)])
+    for table in ("_known", "_person_keys", "_unlinked"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    for stale in ("person_keys", "unlinked_records"):  # persisted by earlier versions
+        con.execute(f"DROP TABLE IF EXISTS main.{stale}")
     counts = dict(con.execute("SELECT outcome, count(*) FROM rescue_outcomes GROUP BY ALL").fetchall())
     return {"unlinked_records": sum(counts.values())} | {o: counts.get(o, 0) for o in RESCUE_OUTCOMES}

@@ -23,7 +23,7 @@ from tests.conftest import CONTRACTS
 from tests.flows.conftest import run_cli
 
 ENV = {"SAFEHAVEN_AS_OF": EXTRACT_DATE.isoformat(), "SAFEHAVEN_ALLOW_SYNTHETIC_NHS_NUMBERS": "true"}
-TABLES = ("spine", "apc_spells", "person_events", "person_keys", "rescue_outcomes", "rescued_links", "record_linkage")
+TABLES = ("spine", "apc_spells", "person_events", "rescue_candidates", "rescue_outcomes", "rescued_links", "record_linkage")
 
 
 def _settings(root):
