@@ -23,6 +23,7 @@ import polars as pl
 from pipeline.errors import ContractError
 from pipeline.ingest.staging import read_manifest, write_json_atomic
 from pipeline.keys import KeyDomain
+from pipeline.linkage.linked import create_linked_views
 from pipeline.linkage.quality import age_band_sql
 from pipeline.marts.contracts import MartContract, load_mart_contracts
 from pipeline.pseudonymise.pseudonyms import hmac_expr
@@ -58,18 +59,8 @@ def _window(as_of: dt.date, date_col: str) -> str:
     return f"{date_col} > DATE '{as_of - dt.timedelta(days=365)}' AND {date_col} <= DATE '{as_of}'"
 
 
-#: Activity tables whose records may be rescue-linked (the person mart counts them by either route).
-RESCUABLE = ("ecds_attendances", "sus_op_attendances", "csds_contacts", "mhsds_contacts", "asc_clients")
-
-
 def _build_person(con, as_of: dt.date, present: set[str]) -> None:
-    for table in RESCUABLE:
-        if f"stg_{table}" in present:
-            con.execute(f"""CREATE OR REPLACE TEMP VIEW linked_{table} AS
-                SELECT coalesce(t.person_pid, r.person_pid) AS person_pid, t.* EXCLUDE (person_pid)
-                FROM w.stg_{table} t LEFT JOIN w.rescued_links r
-                  ON t.person_pid IS NULL AND r.source = '{table}' AND r._period = t._period
-                 AND r.source_row = t.source_row""")
+    create_linked_views(con, present)
 
     def count(table: str, date_col: str, extra: str = "") -> str:
         if f"stg_{table}" not in present:
