@@ -326,7 +326,7 @@ def _link(settings: Settings) -> dict:
                                        s["unlinked"], r["ambiguous"], r["opted_out"])))
     console.print(table)
     console.print(
-        f"Loaded {len(result['loaded']) if isinstance(result['loaded'], list) else result['loaded']} deliveries "
+        f"Loaded {result['loaded']} deliveries "
         f"({result['skipped']} already there, {result['superseded']} superseded). "
         f"Report: {settings.reports_dir / 'linkage' / result['report']}. Marts: "
         + ", ".join(f"{m['name']} ({', '.join(f'{t} {n:,}' for t, n in m['tables'].items())})" for m in result["marts"])

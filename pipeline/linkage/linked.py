@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import duckdb
 
-__all__ = ["RESCUABLE", "create_linked_views"]
+__all__ = ["RESCUABLE", "create_linked_views", "warehouse_tables"]
 
 #: Activity tables whose records may be rescue-linked.
 RESCUABLE = ("sus_apc_spells", "sus_op_attendances", "ecds_attendances", "csds_contacts", "mhsds_contacts",
              "gp_registrations", "asc_clients")
+
+
+def warehouse_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The tables of the warehouse attached as ``w``."""
+    return {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'w'").fetchall()}
 
 
 def create_linked_views(con: duckdb.DuckDBPyConnection, present: set[str]) -> list[str]:

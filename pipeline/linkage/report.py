@@ -8,14 +8,13 @@ not suppressed); the page says so at the top.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 from pipeline.ingest.staging import write_json_atomic
 from pipeline.linkage.quality import LINK_STATUSES
 from pipeline.report import Page, stacked_bars
 
-__all__ = ["MARKING", "read_latest", "render_linkage_report", "write_linkage_report"]
+__all__ = ["MARKING", "render_linkage_report", "write_linkage_report"]
 
 MARKING = ("OFFICIAL-SENSITIVE: internal to the safe haven. Counts are not suppressed: "
            "do not publish or share outside the data processing team and IG.")
@@ -98,7 +97,3 @@ def write_linkage_report(folder: Path, quality: dict, evaluation: dict | None = 
         tmp.replace(target)
     return paths
 
-
-def read_latest(folder: Path) -> dict | None:
-    path = Path(folder) / "latest.json"
-    return json.loads(path.read_text()) if path.exists() else None

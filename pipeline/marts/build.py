@@ -23,7 +23,7 @@ import polars as pl
 from pipeline.errors import ContractError
 from pipeline.ingest.staging import read_manifest, write_json_atomic
 from pipeline.keys import KeyDomain
-from pipeline.linkage.linked import create_linked_views
+from pipeline.linkage.linked import create_linked_views, warehouse_tables
 from pipeline.linkage.quality import age_band_sql
 from pipeline.marts.contracts import MartContract, load_mart_contracts
 from pipeline.pseudonymise.pseudonyms import hmac_expr
@@ -164,7 +164,7 @@ def publish_marts(settings, keystore, warehouse, audit, as_of: dt.date | None = 
     published = []
     try:
         con.execute("USE memory")
-        present = _warehouse_tables(con)
+        present = warehouse_tables(con)
         _person_map(con, keystore)
         for name, contract in sorted(contracts.items()):
             published.append(_publish_one(settings, keystore, con, name, contract, builders[name], present))
@@ -174,11 +174,6 @@ def publish_marts(settings, keystore, warehouse, audit, as_of: dt.date | None = 
         audit.append("mart.published", {"mart": build.name, "file": build.file, "tables": build.tables,
                                         "readers": sorted(contracts[build.name].readers)})
     return published
-
-
-def _warehouse_tables(con) -> set[str]:
-    return {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'w'").fetchall()}
 
 
 def _publish_one(settings, keystore, con, name: str, contract: MartContract, build, present) -> MartBuild:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pipeline.linkage.linked import create_linked_views
+from pipeline.linkage.linked import create_linked_views, warehouse_tables
 from pipeline.linkage.spine import EMERGENCY_METHODS
 
 __all__ = ["FEATURES", "Feature", "build_features", "feature_names", "ltc_conditions"]
@@ -103,8 +103,7 @@ def feature_names(conditions: tuple[str, ...]) -> list[str]:
 
 def build_features(con: duckdb.DuckDBPyConnection, reference_date: dt.date, conditions: tuple[str, ...]) -> int:
     """(Re)build ``w.risk_features`` for everyone on the spine; returns the number of people."""
-    present = {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'w'").fetchall()}
+    present = warehouse_tables(con)
     relations = {f"w.{t}" for t in present} | {f"linked_{t}" for t in create_linked_views(con, present)}
     if "linked_sus_apc_spells" in relations:
         con.execute(f"""CREATE OR REPLACE TEMP VIEW _spells AS
