@@ -30,6 +30,8 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(audit_app, name="audit")
 keys_app = typer.Typer(no_args_is_help=True, help="The keystore: master secrets and domain keys.")
 app.add_typer(keys_app, name="keys")
+packs_app = typer.Typer(no_args_is_help=True, help="Case-finding packs: verify them, get the signing public key.")
+app.add_typer(packs_app, name="packs")
 
 _WIDTH = None if sys.stdout.isatty() else 120  # logs and CI get readable tables too
 console = Console(highlight=False, width=_WIDTH)
@@ -359,6 +361,154 @@ def _evaluate(settings: Settings, truth: Path) -> dict:
     return quality["evaluation"]
 
 
+# stratify -------------------------------------------------------------------------------
+@app.command()
+def stratify(
+    tiers: Annotated[str, typer.Option("--tiers", help="Tier scheme: default, adults-top-2, or "
+                                       "'very-high:0.5,high:4.5,moderate:15' (percent from the top).")] = "default",
+    pack_tiers: Annotated[str, typer.Option("--pack-tiers", help="Tiers that go into case-finding packs "
+                                            "(comma-separated).")] = "very-high,high",
+    valid_days: Annotated[int, typer.Option("--valid-days", help="Days a case-finding pack stays valid.")] = 28,
+    external_scores: Annotated[Path | None, typer.Option(
+        "--external-scores", help="Use another tool's scores (CSV or Parquet: pseudonym, score) instead of training.",
+        exists=True, dir_okay=False)] = None,
+    data_root: DataRoot = None,
+) -> None:
+    """Train and validate the risk models, score and tier everyone, publish the person mart, write packs."""
+    _stratify(_settings(data_root), tiers, [t.strip() for t in pack_tiers.split(",") if t.strip()], valid_days,
+              external_scores)
+
+
+def _stratify(settings: Settings, tiers: str, pack_tiers: list[str], valid_days: int,
+              external_scores: Path | None) -> dict:
+    """Run the Prefect ``stratify`` flow (ephemeral server unless PREFECT_API_URL is set)."""
+    from pipeline.flows import prefect_environment
+    from pipeline.risk import parse_scheme
+
+    scheme = parse_scheme(tiers)  # a bad scheme is a user error before anything starts
+    unknown = set(pack_tiers) - set(scheme.tiers)
+    if unknown:
+        raise UserError(f"--pack-tiers names tiers the scheme does not have: {sorted(unknown)} "
+                        f"(the scheme has {', '.join(scheme.tiers)})")
+    _export_to_flow(settings)
+    prefect_environment(settings)
+    from pipeline.flows.stratify import STRATIFY_STEPS, stratify_flow
+    from pipeline.flows.writer import set_progress_hook
+
+    with _progress() as progress:
+        task = progress.add_task("stratify (starting Prefect)", total=len(STRATIFY_STEPS))
+
+        def hook(step: str) -> None:
+            progress.update(task, description=f"stratify: {step} done")
+            progress.advance(task)
+
+        set_progress_hook(hook)
+        try:
+            result = stratify_flow(data_root=str(settings.data_root.resolve()), tiers=tiers, pack_tiers=pack_tiers,
+                                   valid_days=valid_days,
+                                   external_scores=str(external_scores.resolve()) if external_scores else None)
+        finally:
+            set_progress_hook(None)
+    model, scored, packs = result["model"], result["scores"], result["packs"]
+    if model:
+        console.print(f"Model {model['version']} ({model['kind']}): validation AUROC {model['auroc']:.4f}, "
+                      f"calibration slope {model['calibration_slope']:.3f}, intercept "
+                      f"{model['calibration_intercept']:+.4f}. Card: {settings.reports_dir / 'models' / model['card']}")
+    else:
+        ext = scored["external"]
+        console.print(f"External scores {ext['file']}: {ext['matched']:,} of {ext['rows']:,} rows matched people "
+                      f"({ext['unknown_pseudonyms']:,} unknown pseudonyms; {ext['population_without_score']:,} "
+                      "registered people without a score are left untiered)")
+    table = Table(title=f"Tiers on {scored['scoring_date']}", caption=scored["scheme"])
+    table.add_column("tier")
+    table.add_column("people", justify="right")
+    for tier, people in scored["tiers"].items():
+        table.add_row(tier, f"{people:,}")
+    console.print(table)
+    console.print(f"{packs['packs']} signed case-finding packs ({packs['patients']:,} patients, valid "
+                  f"{packs['valid_days']} days) under {settings.case_finding_dir / str(packs['folder'])}")
+    return result
+
+
+@app.command("evaluate-model")
+def evaluate_model_command(
+    truth: Annotated[Path | None, typer.Option("--truth", help="Ground truth folder (default <data root>/synthetic-truth).")] = None,
+    data_root: DataRoot = None,
+) -> None:
+    """Synthetic data only: compare the current model with the planted model (the ceiling) on its card."""
+    settings = _settings(data_root)
+    headline = _evaluate_model(settings, truth or settings.synthetic_truth)
+    console.print(f"validation AUROC {headline['auroc']:.4f} against the planted ceiling "
+                  f"{headline['planted_ceiling_auroc']:.4f}; calibration slope {headline['calibration_slope']:.3f}. "
+                  f"Card: {headline['card_path']}")
+
+
+def _evaluate_model(settings: Settings, truth: Path) -> dict:
+    from pipeline.keys import open_keystore
+    from pipeline.risk import compare_with_planted
+
+    keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
+    return compare_with_planted(settings, keystore, AuditLog(settings.audit_log), truth)
+
+
+@app.command()
+def reidentify(
+    practice: Annotated[str, typer.Option("--practice", help="The GP practice's ODS code.")],
+    list_file: Annotated[Path, typer.Option("--list", help="The practice's registered list: a CSV with an "
+                                            "nhs_number column, or one NHS number per line.", exists=True,
+                                            dir_okay=False)],
+    requester: Annotated[str, typer.Option("--requester", help="Who asks (a named person at the practice).")],
+    purpose: Annotated[str, typer.Option("--purpose", help="Why (direct care purpose; audited).")] = "direct care: case finding",
+    data_root: DataRoot = None,
+) -> None:
+    """Direct care: return NHS number, tier and drivers for this practice's patients on its own list and pack."""
+    from pipeline.keys import open_keystore
+    from pipeline.risk import reidentify as run_reidentify
+
+    settings = _settings(data_root)
+    keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
+    result = run_reidentify(settings, keystore, AuditLog(settings.audit_log), practice=practice,
+                            list_path=list_file, requester=requester, purpose=purpose)
+    c = result.counts
+    console.print(f"{c['on_pack_and_list']:,} of the {c['valid_nhs_numbers']:,} valid NHS numbers on the list are in "
+                  f"practice {practice.upper()}'s pack ({c['not_valid']:,} list entries not valid NHS numbers). "
+                  f"Written to {result.output} (identifiable: send it to the practice and delete it). Audited.")
+
+
+@packs_app.command("verify")
+def packs_verify(
+    pack: Annotated[Path, typer.Argument(help="A <practice>.pack.json file.", exists=True, dir_okay=False)],
+    public_key: Annotated[Path | None, typer.Option("--public-key", help="PEM public key (default: this "
+                                                    "service's, from the keystore).")] = None,
+    data_root: DataRoot = None,
+) -> None:
+    """Check a pack's signature, its CSV's hash and its expiry."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from pipeline.keys import open_keystore
+    from pipeline.risk import verify_pack
+    from pipeline.risk.packs import public_key_of
+
+    if public_key:
+        key = load_pem_public_key(public_key.read_bytes())
+    else:
+        settings = _settings(data_root)
+        key = public_key_of(open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers))
+    manifest = verify_pack(pack, key)
+    console.print(f"[green]valid[/]: practice {manifest['practice']}, {manifest['rows']:,} patients "
+                  f"({', '.join(manifest['tiers'])}), model {manifest['model_version']}, expires {manifest['expires_at']}")
+
+
+@packs_app.command("public-key")
+def packs_public_key(data_root: DataRoot = None) -> None:
+    """Print the PEM public key that verifies this service's case-finding packs."""
+    from pipeline.keys import open_keystore
+    from pipeline.risk import public_key_pem
+
+    settings = _settings(data_root)
+    sys.stdout.write(public_key_pem(open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)))
+
+
 # query ----------------------------------------------------------------------------------
 @app.command()
 def query(
@@ -378,7 +528,7 @@ def query(
 
     settings = _settings(data_root)
     for target in (csv, parquet):
-        if target and (settings.data_root / "outputs").resolve() in target.resolve().parents:
+        if target and settings.outputs_dir.resolve() in target.resolve().parents:
             raise UserError("query results may not be written under outputs/: publish aggregates through "
                             "disclosure control")
     keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
@@ -477,7 +627,7 @@ def demo(
     seed: Annotated[int, typer.Option("--seed")] = 20140601,
     data_root: DataRoot = None,
 ) -> None:
-    """Run the whole job on built-in defaults: synthetic population, ingest, link, marts, a first query."""
+    """Run the whole job on built-in defaults: synthetic population, ingest, link, stratify, a first query."""
     from pipeline.contracts import check_contracts
     from pipeline.synth import EXTRACT_DATE
 
@@ -496,7 +646,13 @@ def demo(
     evaluation = _evaluate(settings, settings.synthetic_truth)
     console.print(f"[green]✓[/] linkage against the synthetic truth: deterministic precision "
                   f"{evaluation['deterministic']['precision']:.4f}, rescue precision {evaluation['rescue']['precision']:.4f}")
-    sample = "SELECT age_band, count(*) AS people, sum(emergency_spells_12m) AS emergency_spells FROM people GROUP BY ALL ORDER BY 1"
+    _stratify(settings, "default", ["very-high", "high"], 28, None)
+    headline = _evaluate_model(settings, settings.synthetic_truth)
+    console.print(f"[green]✓[/] model against the planted one: validation AUROC {headline['auroc']:.4f}, ceiling "
+                  f"{headline['planted_ceiling_auroc']:.4f}; calibration slope {headline['calibration_slope']:.3f}")
+    sample = ("SELECT p.age_band, count(*) AS people, sum(p.emergency_spells_12m) AS emergency_spells, "
+              "count(*) FILTER (WHERE r.tier IN ('very-high', 'high')) AS high_risk "
+              "FROM people p LEFT JOIN risk_scores r USING (person_id) GROUP BY ALL ORDER BY 1")
     console.print(f"An analyst's first query: safehaven query --role analyst \"{sample}\"")
     query(sample, role="analyst", csv=None, parquet=None, limit=20, data_root=settings.data_root)
     report = AuditLog(settings.audit_log).verify_or_raise()
@@ -511,6 +667,8 @@ def demo(
         f"  warehouse/          the encrypted DuckDB warehouse: {summary['people']:,} people on the spine\n"
         f"  marts/              read-only encrypted marts: person (analysts), linkage, governance\n"
         f"  reports/linkage/    linkage quality report: latest.html (open in a browser) and latest.json\n"
+        f"  reports/models/     the model card: latest.html (validation, calibration, subgroups) and latest.json\n"
+        f"  outputs/case-finding/ signed case-finding packs, one per GP practice (verify: safehaven packs verify)\n"
         f"  keys/               the DEMO keystore (synthetic data only; its passphrase is public)\n"
         f"  synthetic-truth/    ground truth and the planted model (never read by flows)\n"
         f"  validation/         receipts and Great Expectations Data Docs\n"

@@ -98,6 +98,26 @@ class Settings(BaseSettings):
         return self.data_root / "reports"
 
     @property
+    def models_dir(self) -> Path:
+        """Risk models, one folder per version (the model file and its card)."""
+        return self.warehouse_dir / "models"
+
+    @property
+    def outputs_dir(self) -> Path:
+        """What leaves the safe haven: suppressed aggregates and signed case-finding packs."""
+        return self.data_root / "outputs"
+
+    @property
+    def case_finding_dir(self) -> Path:
+        """Signed, expiring case-finding packs, one folder per run, one pack per GP practice."""
+        return self.outputs_dir / "case-finding"
+
+    @property
+    def reidentification_dir(self) -> Path:
+        """Re-identified lists returned to GP practices: identifiable, so inside landing/."""
+        return self.landing / "reidentification"
+
+    @property
     def audit_dir(self) -> Path:
         """The append-only, hash-chained audit log."""
         return self.data_root / "audit"

@@ -1,77 +1,28 @@
 """The ``link`` flow: staged deliveries -> warehouse -> spine and links -> quality report -> marts.
 
-One writer at a time, twice over. The flow holds the warehouse's writer lock (an flock, which
-the OS releases if the process dies) for its whole run, and a Prefect global concurrency slot
-(limit 1, created on first use, named after the data root) so the run shows as holding the
-warehouse in Prefect. The flock is the source of truth: a run that holds it knows every slot
-still counted on the limit belongs to a run that died (a killed process cannot release its
-slot, and an ephemeral server forgets the lease), so it resets the count before taking the slot
-instead of waiting out the lease.
+One writer at a time: the flow runs inside ``warehouse_writer`` (see ``pipeline.flows.writer``).
 Parameters are a data root; tasks return counts and file names; the artifact holds counts only.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import (
-    GlobalConcurrencyLimitCreate,
-    GlobalConcurrencyLimitUpdate,
-)
-from prefect.concurrency.sync import concurrency
 
 from pipeline import linkage
 from pipeline.audit import AuditLog
-from pipeline.keys import open_keystore
+from pipeline.flows.writer import open_root as _open
+from pipeline.flows.writer import set_progress_hook, warehouse_writer, writer_limit_name
+from pipeline.flows.writer import tick as _tick
 from pipeline.logs import install_redaction
-from pipeline.settings import Settings, load_settings
 
 __all__ = ["LINK_STEPS", "link_flow", "set_progress_hook", "writer_limit_name"]
 
 install_redaction()
 LINK_STEPS = ("load-deliveries", "build-linked-tables", "linkage-quality", "publish-marts")
-_progress_hook = None
-
-
-def set_progress_hook(hook) -> None:
-    """In-process progress reporting for the CLI (never a flow parameter)."""
-    global _progress_hook
-    _progress_hook = hook
-
-
-def _tick(step: str) -> None:
-    if _progress_hook:
-        _progress_hook(step)
-
-
-def _open(data_root: str) -> tuple[Settings, object]:
-    settings = load_settings(data_root=Path(data_root))
-    return settings, open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
-
-
-def writer_limit_name(data_root: str) -> str:
-    """The global concurrency limit guarding one warehouse (no path in it: a short digest)."""
-    return "warehouse-writer-" + hashlib.sha256(str(Path(data_root).resolve()).encode()).hexdigest()[:12]
-
-
-def _claim_limit(name: str) -> None:
-    """Create the limit (1 slot) if missing; clear slots left by dead runs (we hold the flock)."""
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            limit = client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-            return
-        if limit.active_slots:
-            get_run_logger().warning("clearing %d concurrency slot(s) left by a link run that died", limit.active_slots)
-            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
 
 
 @task(name="load-deliveries", cache_policy=NO_CACHE, persist_result=False)
@@ -128,18 +79,15 @@ def _artifacts(quality: dict, marts: list[dict]) -> None:
 def link_flow(data_root: str) -> dict:
     """Load what ingest staged into the warehouse, link, report and publish the marts."""
     logger = get_run_logger()
-    limit = writer_limit_name(data_root)
     settings, keystore = _open(data_root)
-    with linkage.open_warehouse(settings, keystore).writer():
-        _claim_limit(limit)
-        with concurrency(limit, occupy=1, strict=True, timeout_seconds=60):
-            loaded = load_deliveries(data_root)
-            logger.info("%d deliveries loaded, %d already there, %d superseded",
-                        len(loaded["loaded"]), len(loaded["skipped"]), len(loaded["superseded"]))
-            built = build_linked_tables(data_root)
-            logger.info("spine: %d people; rescue: %s", built["people"], built["rescue"])
-            quality, paths = linkage_quality(data_root)
-            marts = publish_marts(data_root)
+    with warehouse_writer(settings, keystore, data_root):
+        loaded = load_deliveries(data_root)
+        logger.info("%d deliveries loaded, %d already there, %d superseded",
+                    len(loaded["loaded"]), len(loaded["skipped"]), len(loaded["superseded"]))
+        built = build_linked_tables(data_root)
+        logger.info("spine: %d people; rescue: %s", built["people"], built["rescue"])
+        quality, paths = linkage_quality(data_root)
+        marts = publish_marts(data_root)
     summary = linkage.summarise(
         settings, keystore, AuditLog(settings.audit_log),
         linkage.LoadResult(loaded["loaded"], loaded["skipped"], loaded["superseded"]), built, quality, paths,

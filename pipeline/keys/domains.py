@@ -33,6 +33,8 @@ class KeyDomain(StrEnum):
     LOCAL_ID = "riskstrat/local-id"  # council client identifiers
     MART = "riskstrat/mart"  # person pseudonyms as analysts see them in marts
     REIDENTIFICATION = "riskstrat/reidentification"  # GP list-match requests
+    CASE_FINDING = "riskstrat/case-finding"  # person pseudonyms in case-finding packs
+    PACK_SIGNING = "riskstrat/pack-signing"  # seed of the Ed25519 key that signs case-finding packs
     AUDIT = "audit/hashing"  # hashing values the audit log must refer to
     STORAGE = "storage/data-encryption"  # data-encryption keys per dataset generation
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import duckdb
 
-__all__ = ["evaluate_linkage"]
+__all__ = ["evaluate_linkage", "truth_person_ids"]
 
 
-def evaluate_linkage(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict:
-    """Compare ``record_linkage`` with ``<truth_dir>/records/*.parquet``."""
+def _judge(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> None:
+    """TEMP ``_judged``: each linked record's status and pseudonym beside its true person."""
     records = Path(truth_dir) / "records"
     if not any(records.glob("*.parquet")):
         raise FileNotFoundError(f"no ground truth under {records}")
@@ -37,6 +37,23 @@ def evaluate_linkage(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict:
         SELECT r.link_status, r.person_pid, t.person_id, t.intended_nhs_status
         FROM record_linkage r LEFT JOIN _truth t
           ON t.stem = r.source || '_' || r._period || '_v' || r._version AND t.source_row = r.source_row""")
+    con.execute("DROP TABLE _truth")
+
+
+def truth_person_ids(con: duckdb.DuckDBPyConnection, truth_dir: Path):
+    """(person_pid, person_id) for each pseudonym, from its deterministic records: the true
+    person behind each pseudonym, for comparing a model with the planted one. Synthetic only."""
+    _judge(con, truth_dir)
+    try:
+        return con.execute("""SELECT person_pid, mode(person_id) AS person_id FROM _judged
+                              WHERE link_status = 'deterministic' GROUP BY person_pid""").pl()
+    finally:
+        con.execute("DROP TABLE _judged")
+
+
+def evaluate_linkage(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict:
+    """Compare ``record_linkage`` with ``<truth_dir>/records/*.parquet``."""
+    _judge(con, truth_dir)
     missing = con.execute("SELECT count(*) FROM _judged WHERE person_id IS NULL").fetchone()[0]
     if missing:
         raise ValueError(f"{missing} linked records have no ground truth: is this the right truth folder?")
@@ -60,7 +77,6 @@ def evaluate_linkage(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict:
     """).fetchone()
     total, det, det_right, split, valid, det_not_valid, rescued, rescued_right, missed = row
     con.execute("DROP TABLE _judged")
-    con.execute("DROP TABLE _truth")
     return {
         "records": total,
         "deterministic": {

@@ -7,12 +7,10 @@ not suppressed); the page says so at the top.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
-from pipeline.ingest.staging import write_json_atomic
 from pipeline.linkage.quality import LINK_STATUSES
-from pipeline.report import Page, stacked_bars
+from pipeline.report import Page, stacked_bars, write_report
 
 __all__ = ["MARKING", "render_linkage_report", "write_linkage_report"]
 
@@ -83,17 +81,5 @@ def render_linkage_report(quality: dict, evaluation: dict | None = None) -> str:
 
 def write_linkage_report(folder: Path, quality: dict, evaluation: dict | None = None) -> dict[str, Path]:
     """Write ``<stamp>.json``/``.html`` and refresh ``latest.*``; returns the paths."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    doc = {"quality": quality, "evaluation": evaluation}
-    page = render_linkage_report(quality, evaluation)
-    paths = {"json": folder / f"{stamp}.json", "html": folder / f"{stamp}.html"}
-    write_json_atomic(paths["json"], doc)
-    write_json_atomic(folder / "latest.json", doc)
-    for target in (paths["html"], folder / "latest.html"):
-        tmp = target.with_name(f".tmp-{target.name}")
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(target)
-    return paths
-
+    return write_report(folder, {"quality": quality, "evaluation": evaluation},
+                        render_linkage_report(quality, evaluation))

@@ -110,6 +110,21 @@ def _build_person(con, as_of: dt.date, present: set[str]) -> None:
     """)
 
 
+def _build_risk(con, present: set[str]) -> None:
+    """``m.risk_scores``: the latest scores and tiers (empty until ``stratify`` has run)."""
+    source = ("SELECT * FROM w.risk_scores" if "risk_scores" in present else
+              "SELECT NULL::VARCHAR AS person_pid, NULL::VARCHAR AS practice_code, NULL::DOUBLE AS score, "
+              "NULL::VARCHAR AS tier, NULL::BIGINT AS tier_rank, NULL::VARCHAR[] AS drivers, "
+              "NULL::DATE AS reference_date, NULL::VARCHAR AS model_version, NULL::VARCHAR AS score_source WHERE false")
+    con.execute(f"""
+        CREATE TABLE m.risk_scores AS
+        SELECT i.person_id, r.practice_code AS registered_practice, r.reference_date, r.score, r.tier, r.tier_rank,
+               array_to_string(r.drivers, '; ') AS drivers, r.model_version, r.score_source
+        FROM ({source}) r JOIN _mart_ids i USING (person_pid)
+        ORDER BY r.tier_rank NULLS LAST, i.person_id
+    """)
+
+
 def _build_linkage(con) -> None:
     con.execute("""
         CREATE TABLE m.record_linkage AS
@@ -154,7 +169,7 @@ def publish_marts(settings, keystore, warehouse, audit, as_of: dt.date | None = 
     """Build every mart from the current warehouse and switch each one in atomically."""
     as_of = as_of or settings.today()
     contracts = load_mart_contracts(settings.contracts_dir)
-    builders = {"person": lambda con, present: _build_person(con, as_of, present),
+    builders = {"person": lambda con, present: (_build_person(con, as_of, present), _build_risk(con, present)),
                 "linkage": lambda con, present: _build_linkage(con),
                 "governance": lambda con, present: _build_governance(con, settings.audit_log)}
     unknown = set(contracts) - set(builders)

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-__all__ = ["PALETTE", "stacked_bars"]
+__all__ = ["PALETTE", "calibration_plot", "capture_plot", "stacked_bars"]
 
 #: Colour-blind-safe (Okabe-Ito), in the order series are drawn.
 PALETTE = ("#0072B2", "#E69F00", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#F0E442", "#999999")
@@ -54,5 +54,42 @@ def stacked_bars(rows: Mapping[str, Mapping[str, float]], series: Sequence[str],
         ax.set_xlabel("% of records")
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(fontsize=8, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.tick_params(labelsize=8)
+    return _svg(fig)
+
+
+def calibration_plot(curves: Mapping[str, Sequence[Mapping[str, float]]], *, title: str) -> str:
+    """Observed against predicted risk, one line of binned points per model, and the diagonal."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    top = max((max(p["mean_predicted"], p["observed"]) for c in curves.values() for p in c), default=1.0)
+    top = min(1.0, top * 1.08)
+    ax.plot([0, top], [0, top], color="#999999", lw=1, ls="--", label="perfect calibration")
+    for (name, curve), colour in zip(curves.items(), PALETTE, strict=False):
+        ax.plot([p["mean_predicted"] for p in curve], [p["observed"] for p in curve], marker="o", ms=3.5,
+                lw=1.2, color=colour, label=name)
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("mean predicted risk (bins of equal size)")
+    ax.set_ylabel("observed rate")
+    ax.set_title(title, loc="left", fontsize=11)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=8, frameon=False)
+    ax.tick_params(labelsize=8)
+    return _svg(fig)
+
+
+def capture_plot(series: Mapping[str, Sequence[tuple[float, float]]], *, title: str) -> str:
+    """Share of events captured (y) by the top x% of scores, one line per model."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    for (name, points), colour in zip(series.items(), PALETTE, strict=False):
+        ax.plot([100 * x for x, _ in points], [100 * y for _, y in points], marker="o", ms=3.5, lw=1.2,
+                color=colour, label=name)
+    ax.set_xscale("log")
+    ax.set_xticks([0.5, 1, 2, 5, 20], labels=["0.5%", "1%", "2%", "5%", "20%"])
+    ax.set_xlabel("top share of scores")
+    ax.set_ylabel("% of emergency admissions captured")
+    ax.set_title(title, loc="left", fontsize=11)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=8, frameon=False)
     ax.tick_params(labelsize=8)
     return _svg(fig)

@@ -6,8 +6,10 @@ inserted as markup.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 __all__ = ["Page", "fmt"]
 
@@ -81,3 +83,21 @@ class Page:
                 f"<style>{_CSS}</style></head><body><header><h1>{html.escape(self.title)}</h1>"
                 f"<p>{html.escape(self.subtitle)}</p></header>{marking}<main>{''.join(self._sections)}</main>"
                 "<footer>safehaven-pipeline</footer></body></html>")
+
+
+def write_report(folder: Path, doc: dict, page: str) -> dict[str, Path]:
+    """Write ``<stamp>.json`` and ``<stamp>.html`` under ``folder`` and replace ``latest.json``
+    and ``latest.html`` atomically; returns the stamped paths."""
+    from pipeline.ingest.staging import write_json_atomic
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    paths = {"json": folder / f"{stamp}.json", "html": folder / f"{stamp}.html"}
+    write_json_atomic(paths["json"], doc)
+    write_json_atomic(folder / "latest.json", doc)
+    for target in (paths["html"], folder / "latest.html"):
+        tmp = target.with_name(f".tmp-{target.name}")
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(target)
+    return paths

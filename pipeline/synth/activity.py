@@ -20,6 +20,7 @@ from pipeline.synth.population import (
     LTC_MODEL,
     SNOMED,
     YEARS,
+    age_on,
     planted_features,
     planted_probability,
 )
@@ -86,12 +87,59 @@ def generate_activity(rng: np.random.Generator, people: pl.DataFrame, geo: Geogr
     in_mh = people["ltc_serious-mental-illness"].to_numpy() | (rng.random(n) < 0.015)
     lam_mh = np.where(in_mh, 5.0 * np.exp(0.5 * u), 0.0)
 
-    # Prior years: emergency admissions and A&E per year, summed for the planted features.
-    emerg_counts = [rng.poisson(lam_emerg) for _ in range(2)]
+    dob = people["dob"].to_numpy().astype("datetime64[D]")
+    # Long-term conditions, each with its diagnosis date (some fall inside the history).
+    ltc_rows = []
+    for cond in LTC_MODEL:
+        has = np.flatnonzero(people[f"ltc_{cond}"].to_numpy())
+        diag = np.maximum(np.datetime64(HISTORY_END) - rng.integers(30, 365 * 20, has.size).astype("timedelta64[D]"),
+                          dob[has] + np.timedelta64(1, "D"))
+        ltc_rows.append(pl.DataFrame({"person_id": pid[has], "condition": cond, "snomed_code": SNOMED[cond],
+                                      "diagnosis_date": diag}))
+    ltc_diag = pl.concat(ltc_rows).join(people.select("person_id", "practice_code"), on="person_id").sort("person_id", "condition")
+
+    # Adult social care: clients and their services.
+    clients = people.filter(pl.col("social_care")).select("person_id")
+    c_idx = clients["person_id"].to_numpy() - 1
+    reason = np.where(people["ltc_dementia"].to_numpy()[c_idx], "memory-and-cognition",
+             np.where(people["ltc_serious-mental-illness"].to_numpy()[c_idx], "mental-health",
+                      _choice(rng, (["physical-support", "sensory-support", "learning-disability", "social-support"],
+                                    [0.75, 0.07, 0.10, 0.08]), c_idx.size)))
+    clients = clients.with_columns(
+        client_id=pl.format("C{}", (pl.col("person_id") * 7 + 100_003).cast(pl.String).str.zfill(7)),
+        primary_support_reason=pl.Series(reason.astype(str)),
+        extract_date=pl.lit(EXTRACT_DATE),
+    )
+    k = rng.integers(1, 4, clients.height)
+    i = _repeat(k)
+    names = list(ASC_SERVICES)
+    probs = np.array([v[0] for v in ASC_SERVICES.values()])
+    stype = np.asarray(names, dtype=object)[rng.choice(len(names), size=i.size, p=probs / probs.sum())]
+    lo = np.array([ASC_SERVICES[s][1] for s in stype]); hi = np.array([ASC_SERVICES[s][2] for s in stype])
+    start = _dates(rng, i.size, HISTORY_START, HISTORY_END)
+    length = rng.integers(14, 900, i.size).astype("timedelta64[D]")
+    end = start + length
+    services = pl.DataFrame({
+        "client_id": clients["client_id"].to_numpy()[i].astype(str),
+        "person_id": clients["person_id"].to_numpy()[i],
+        "service_type": stype.astype(str),
+        "start_date": start,
+        "end_date": end,
+        "weekly_cost": np.round(lo + (hi - lo) * rng.random(i.size), 2),
+    })
+    services = _numbered(services, "service_id", "SV", 8, "start_date", "client_id").with_columns(
+        end_date=pl.when(pl.col("end_date") <= pl.lit(HISTORY_END)).then(pl.col("end_date")).otherwise(None),
+    )
+
+    ltc_person = ltc_diag["person_id"].to_numpy() - 1
+    ltc_date = ltc_diag["diagnosis_date"].to_numpy()
+    svc_person = services["person_id"].to_numpy() - 1
+    svc_start = services["start_date"].to_numpy()
+    svc_end = services["end_date"].fill_null(dt.date(9999, 12, 31)).to_numpy()
+
+    # The first year: emergency admissions and A&E driven by latent need.
+    emerg_counts = [rng.poisson(lam_emerg), None, None]
     ae_counts = [rng.poisson(lam_ae) for _ in range(2)]
-    prior_emerg = emerg_counts[0] + emerg_counts[1]
-    # Every emergency admission via A&E (method 21) also appears in ECDS; counted below.
-    features = planted_features(people, prior_emerg, np.zeros(n))  # A&E filled in after spells
     spells, ae_from_spells = [], [np.zeros(n, dtype=np.int64) for _ in range(3)]
 
     def emergency_spells(year: int, counts: np.ndarray):
@@ -104,14 +152,28 @@ def generate_activity(rng: np.random.Generator, people: pl.DataFrame, geo: Geogr
         np.add.at(ae_from_spells[year], idx[via_ae], 1)
         return idx, adm, method, los, via_ae
 
-    for year in (0, 1):
+    def planted_at(year: int) -> pl.DataFrame:
+        """The planted features on the first day of ``year`` (as at the end of the day before),
+        from the year before it."""
+        day = np.datetime64(YEARS[year][0])
+        running = (svc_start < day) & (svc_end >= day - np.timedelta64(1, "D"))
+        return planted_features(
+            age=age_on(dob, YEARS[year][0]),
+            ltc_count=np.bincount(ltc_person[ltc_date < day], minlength=n),
+            emergency_12m=emerg_counts[year - 1],
+            ae_12m=ae_counts[year - 1] + ae_from_spells[year - 1],
+            deprivation=dep,
+            social_care=np.bincount(svc_person[running], minlength=n) > 0,
+        )
+
+    # The second and final years: emergency admissions drawn from the planted model.
+    spells.append(("emergency", *emergency_spells(0, emerg_counts[0])))
+    for year in (1, 2):
+        features = planted_at(year)
+        p_true = planted_probability(features)
+        outcome = rng.random(n) < p_true
+        emerg_counts[year] = np.where(outcome, 1 + rng.poisson(0.25 + 0.3 * np.log1p(emerg_counts[year - 1])), 0)
         spells.append(("emergency", *emergency_spells(year, emerg_counts[year])))
-    prior_ae_total = ae_counts[0] + ae_counts[1] + ae_from_spells[0] + ae_from_spells[1]
-    features = planted_features(people, prior_emerg, prior_ae_total)
-    p_true = planted_probability(features)
-    outcome = rng.random(n) < p_true
-    final_counts = np.where(outcome, 1 + rng.poisson(0.25 + 0.3 * np.log1p(prior_emerg)), 0)
-    spells.append(("emergency", *emergency_spells(2, final_counts)))
 
     # Elective spells, all three years.
     for year in range(3):
@@ -203,7 +265,6 @@ def generate_activity(rng: np.random.Generator, people: pl.DataFrame, geo: Geogr
 
     # GP: registrations (a previous practice for some), LTC diagnoses, prescribing per year.
     reg_start = np.datetime64(HISTORY_END) - rng.integers(0, 365 * 15, n).astype("timedelta64[D]")
-    dob = people["dob"].to_numpy().astype("datetime64[D]")
     reg_start = np.maximum(reg_start, dob)
     current = pl.DataFrame({"person_id": pid, "practice_code": people["practice_code"],
                             "registration_start": reg_start, "registration_end": None}).with_columns(
@@ -215,15 +276,6 @@ def generate_activity(rng: np.random.Generator, people: pl.DataFrame, geo: Geogr
                              "registration_start": prev_start, "registration_end": reg_start[moved] - np.timedelta64(1, "D")})
     registrations = pl.concat([previous, current]).sort("person_id", "registration_start").with_columns(
         extract_date=pl.lit(EXTRACT_DATE))
-
-    ltc_rows = []
-    for cond in LTC_MODEL:
-        has = np.flatnonzero(people[f"ltc_{cond}"].to_numpy())
-        diag = np.maximum(np.datetime64(HISTORY_END) - rng.integers(30, 365 * 20, has.size).astype("timedelta64[D]"),
-                          dob[has] + np.timedelta64(1, "D"))
-        ltc_rows.append(pl.DataFrame({"person_id": pid[has], "condition": cond, "snomed_code": SNOMED[cond],
-                                      "diagnosis_date": diag}))
-    ltc_diag = pl.concat(ltc_rows).join(people.select("person_id", "practice_code"), on="person_id").sort("person_id", "condition")
 
     rx_parts = []
     for year in range(3):
@@ -239,44 +291,11 @@ def generate_activity(rng: np.random.Generator, people: pl.DataFrame, geo: Geogr
     prescribing = (pl.concat(rx_parts).unique(["person_id", "year_end", "bnf_chapter"], keep="first", maintain_order=True)
                    .join(people.select("person_id", "practice_code"), on="person_id").sort("year_end", "person_id", "bnf_chapter"))
 
-    # Adult social care: clients and their services.
-    clients = people.filter(pl.col("social_care")).select("person_id")
-    c_idx = clients["person_id"].to_numpy() - 1
-    reason = np.where(people["ltc_dementia"].to_numpy()[c_idx], "memory-and-cognition",
-             np.where(people["ltc_serious-mental-illness"].to_numpy()[c_idx], "mental-health",
-                      _choice(rng, (["physical-support", "sensory-support", "learning-disability", "social-support"],
-                                    [0.75, 0.07, 0.10, 0.08]), c_idx.size)))
-    clients = clients.with_columns(
-        client_id=pl.format("C{}", (pl.col("person_id") * 7 + 100_003).cast(pl.String).str.zfill(7)),
-        primary_support_reason=pl.Series(reason.astype(str)),
-        extract_date=pl.lit(EXTRACT_DATE),
-    )
-    k = rng.integers(1, 4, clients.height)
-    i = _repeat(k)
-    names = list(ASC_SERVICES)
-    probs = np.array([v[0] for v in ASC_SERVICES.values()])
-    stype = np.asarray(names, dtype=object)[rng.choice(len(names), size=i.size, p=probs / probs.sum())]
-    lo = np.array([ASC_SERVICES[s][1] for s in stype]); hi = np.array([ASC_SERVICES[s][2] for s in stype])
-    start = _dates(rng, i.size, HISTORY_START, HISTORY_END)
-    length = rng.integers(14, 900, i.size).astype("timedelta64[D]")
-    end = start + length
-    services = pl.DataFrame({
-        "client_id": clients["client_id"].to_numpy()[i].astype(str),
-        "person_id": clients["person_id"].to_numpy()[i],
-        "service_type": stype.astype(str),
-        "start_date": start,
-        "end_date": end,
-        "weekly_cost": np.round(lo + (hi - lo) * rng.random(i.size), 2),
-    })
-    services = _numbered(services, "service_id", "SV", 8, "start_date", "client_id").with_columns(
-        end_date=pl.when(pl.col("end_date") <= pl.lit(HISTORY_END)).then(pl.col("end_date")).otherwise(None),
-    )
-
+    # The truth: who each person is, the planted features on the first day of the final year,
+    # the true probability and the outcome.
     truth = people.select("person_id", "age", "sex", "lsoa21cd", "ward_code", "imd_decile", "practice_code",
-                          "ltc_count", "social_care").with_columns(
+                          social_care_client="social_care").with_columns(
         features,
-        prior_emergency_admissions=pl.Series(prior_emerg),
-        prior_ae_attendances=pl.Series(prior_ae_total),
         true_probability=pl.Series(p_true),
         emergency_admission_final_year=pl.Series(outcome),
     )

@@ -1,12 +1,17 @@
 """People: demographics, geography, long-term conditions, latent need, and the planted model.
 
-The planted model is a logistic model for "at least one emergency admission in the final
-year" (1 April 2025 to 31 March 2026) on features every person's extracts let you compute:
-age, long-term conditions, emergency admissions and A&E attendances in the two prior years,
-deprivation and whether the council provides social care. Prior activity is itself driven by
-a latent need ``u`` that the model never sees, so the features are correlated the way real
-ones are, yet the outcome depends on the observable features alone: a logistic regression on
-them can recover the planted coefficients (tests/acceptance/test_planted_model.py).
+The planted model is a logistic model for "at least one emergency admission in the next
+year" on features every person's extracts let you compute *at the start of that year*: age,
+long-term conditions diagnosed by then, emergency admissions and A&E attendances in the 12
+months before, deprivation, and whether a council social care service is running that day.
+The same model draws the emergency admissions of the second year (from 1 April 2024) and of
+the final year (from 1 April 2025), so risk is stationary: a model trained at 1 April 2024 and
+validated at 1 April 2025 (the temporal split of ``pipeline.risk``) faces the same process,
+and the true probabilities of the final year are the ceiling any model can reach. The first
+year's activity is driven by a latent need ``u`` that no model sees, so the features are
+correlated the way real ones are, yet each outcome depends on the observable features alone:
+a logistic regression on them recovers the planted coefficients
+(tests/acceptance/test_planted_model.py).
 """
 
 from __future__ import annotations
@@ -57,15 +62,15 @@ SNOMED = {
 }
 
 #: The planted model: logit P(emergency admission in the final year) = b0 + sum(b * feature).
-PLANTED_INTERCEPT = -3.45
+PLANTED_INTERCEPT = -3.30
 PLANTED_COEFFICIENTS: dict[str, float] = {
-    "age_decades": 0.20,  # (age - 50) / 10
+    "age_decades": 0.20,  # (age - 50) / 10, age on the reference date
     "age_over_75_decades": 0.50,  # max(age - 75, 0) / 10
-    "ltc_count": 0.28,
-    "log1p_prior_emergency_admissions": 0.95,  # the two prior years
-    "log1p_prior_ae_attendances": 0.30,
+    "ltc_count": 0.28,  # conditions diagnosed on or before the reference date
+    "log1p_emergency_admissions_12m": 0.95,  # emergency spells in the 12 months before
+    "log1p_ae_attendances_12m": 0.30,
     "deprivation": 0.45,  # (10 - IMD decile) / 9: 0 least, 1 most deprived
-    "social_care": 0.55,
+    "social_care": 0.55,  # a council service running on the reference date
 }
 
 
@@ -164,18 +169,27 @@ def build_people(rng: np.random.Generator, geo: Geography, n: int) -> pl.DataFra
     )
 
 
-def planted_features(people: pl.DataFrame, prior_emergency: np.ndarray, prior_ae: np.ndarray) -> pl.DataFrame:
-    """The planted model's design matrix (one row per person), named as in PLANTED_COEFFICIENTS."""
-    age_final = people["age"].to_numpy() - 1  # age at the start of the final year
+def age_on(dob: np.ndarray, day: dt.date) -> np.ndarray:
+    """Age in whole years on ``day`` for each date of birth."""
+    born = pl.Series(dob).cast(pl.Date)
+    year, month, dom = (born.dt.year().to_numpy(), born.dt.month().to_numpy(), born.dt.day().to_numpy())
+    before_birthday = (month > day.month) | ((month == day.month) & (dom > day.day))
+    return (day.year - year - before_birthday).astype(np.int64)
+
+
+def planted_features(*, age: np.ndarray, ltc_count: np.ndarray, emergency_12m: np.ndarray, ae_12m: np.ndarray,
+                     deprivation: np.ndarray, social_care: np.ndarray) -> pl.DataFrame:
+    """The planted model's design matrix at one reference date (one row per person), named as
+    in PLANTED_COEFFICIENTS."""
     return pl.DataFrame(
         {
-            "age_decades": (age_final - 50) / 10.0,
-            "age_over_75_decades": np.maximum(age_final - 75, 0) / 10.0,
-            "ltc_count": people["ltc_count"].to_numpy().astype(float),
-            "log1p_prior_emergency_admissions": np.log1p(prior_emergency),
-            "log1p_prior_ae_attendances": np.log1p(prior_ae),
-            "deprivation": people["deprivation"].to_numpy(),
-            "social_care": people["social_care"].to_numpy().astype(float),
+            "age_decades": (age - 50) / 10.0,
+            "age_over_75_decades": np.maximum(age - 75, 0) / 10.0,
+            "ltc_count": ltc_count.astype(float),
+            "log1p_emergency_admissions_12m": np.log1p(emergency_12m),
+            "log1p_ae_attendances_12m": np.log1p(ae_12m),
+            "deprivation": np.asarray(deprivation, dtype=float),
+            "social_care": social_care.astype(float),
         }
     )
 

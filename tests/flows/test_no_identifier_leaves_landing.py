@@ -2,7 +2,8 @@
 postcode from landing/ appears anywhere else under the data root (staging, manifests, audit
 log, Data Docs, validation results, Prefect's database: parameters, state messages, logs,
 artifacts), the warehouse and the marts (decrypted and read table by table), the linkage
-report), except the keystore, which holds only keys."""
+report, the model card, the saved models and the case-finding packs), except the keystore, which
+holds only keys."""
 
 import shutil
 import sqlite3
@@ -24,7 +25,11 @@ def test_nothing_identifying_outside_landing(demo_root):
     ids = collect(demo_root / "landing")
     assert len(ids.nhs) > 1000 and len(ids.names) > 500 and len(ids.postcodes) > 500 and len(ids.dobs) > 500
     zones = {p.name for p in demo_root.iterdir()}
-    assert {"staging", "validation", "audit", "prefect", "synthetic-truth", "warehouse", "marts", "reports"} <= zones
+    assert {"staging", "validation", "audit", "prefect", "synthetic-truth", "warehouse", "marts", "reports",
+            "outputs"} <= zones
+    assert list((demo_root / "outputs" / "case-finding").rglob("*.pack.json"))
+    assert list((demo_root / "reports" / "models").glob("*.html")) and list((demo_root / "warehouse" / "models")
+                                                                            .rglob("model.pkl"))
     assert any((demo_root / "prefect").glob("*.db"))
     assert len(list((demo_root / "staging").rglob("*.parquet"))) > 200
     assert len(list((demo_root / "marts").rglob("*.duckdb"))) >= 3
