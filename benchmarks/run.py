@@ -1,7 +1,8 @@
 """`make bench`: generation time and peak memory (175k and 2M people); validation-gate
 throughput against a bare DuckDB scan of the same file; pseudonyms per core; the whole ingest
-against a bare CSV->Parquet copy; and the link steps against a hand-written single DuckDB SQL
-script doing the same joins (``benchmarks/baseline_link.sql``).
+against a bare CSV->Parquet copy; the link steps against a hand-written single DuckDB SQL
+script doing the same joins (``benchmarks/baseline_link.sql``); and the stratify steps
+(features, training, scoring) with the features against one bare scan of a year's activity.
 
 Each measured step runs in its own child process, which reports its own peak RSS.
 Timings are medians of repeated runs; the validation ratio compares the gate with DuckDB on
@@ -9,7 +10,7 @@ the same file in the same command, so machine noise largely cancels. Results go 
 ``benchmarks/results/latest.json`` and ``latest.md`` (and a dated copy).
 
     python -m benchmarks.run [--quick]    # --quick: 20k and 200k people, one repeat
-    python -m benchmarks.run --only link  # just the link group; the rest is kept from latest.json
+    python -m benchmarks.run --only link  # just one group (link or stratify); the rest is kept from latest.json
 """
 
 from __future__ import annotations
@@ -148,6 +149,29 @@ def bench_link(population: int, repeats: int) -> dict:
             "evaluation": evaluation}
 
 
+def bench_stratify(population: int, repeats: int) -> dict:
+    """The stratify steps on the root ``bench_link`` left linked (one process per repeat)."""
+    root = WORK / f"synth-{population}"
+    if not list((root / "warehouse").glob("*.duckdb")):
+        if not (root / "landing").exists():
+            child(["synth", str(population), str(root)])
+        child(["stage", str(root)])
+        child(["link", str(root)])
+    runs, peaks, info = [], [], {}
+    for _ in range(repeats):
+        _, peak, out = child(["stratify", str(root)])
+        info = json.loads(out.strip().splitlines()[-1])
+        runs.append(info["seconds"])
+        peaks.append(peak)
+    med = {k: round(statistics.median(run[k] for run in runs), 2) for k in runs[0]}
+    features = (med["training_frame"] + med["validation_frame"]) / 2
+    return {"population": population, "repeats": repeats, "median_seconds": med, "peak_rss_mb": round(max(peaks)),
+            "people_scored": info["people_scored"], "training_people": info["training_people"],
+            "packs": info["packs"], "chosen": info["chosen"], "auroc": info["auroc"],
+            "calibration_slope": info["calibration_slope"],
+            "features_to_floor_ratio": round(features / med["floor_scan"], 1) if med["floor_scan"] else None}
+
+
 def table(results: dict) -> str:
     g = results["generation"]
     v = results["validation"]
@@ -195,13 +219,26 @@ def table(results: dict) -> str:
                          f"{d['precision']}, recall {d['recall']} (share with a valid NHS number "
                          f"{d['valid_nhs_number_share']}), {d['split_people']} people split; rescue precision "
                          f"{x['precision']} ({x['correct']:,} of {x['linked']:,}); overall recall {ev['overall_recall']} |")
+    for r in results.get("stratify", []):
+        m = r["median_seconds"]
+        lines.append(f"| stratify, {r['population']:,} people: features | {(m['training_frame'] + m['validation_frame']) / 2:.2f} s "
+                     f"per reference date ({r['training_people']:,} people, every feature and the outcome); a bare DuckDB "
+                     f"scan counting a year's activity per person {m['floor_scan']} s: **{r['features_to_floor_ratio']}x** |")
+        lines.append(f"| stratify, {r['population']:,} people: training | logistic {m['fit_logistic']} s, gradient boosting "
+                     f"{m['fit_boosted']} s, refit {m['refit']} s; train-validate-choose-save {m['train_total']} s "
+                     f"(median of {r['repeats']}); chosen {r['chosen']}, validation AUROC {r['auroc']}, "
+                     f"calibration slope {r['calibration_slope']} |")
+        lines.append(f"| stratify, {r['population']:,} people: scoring | {m['score']} s for {r['people_scored']:,} people "
+                     f"(features, scores, tiers, drivers); {r['packs']} signed packs {m['packs']} s; peak RSS "
+                     f"{r['peak_rss_mb']:,} MB |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small populations, one repeat")
-    parser.add_argument("--only", choices=["link"], help="run one group; other results are kept from latest.json")
+    parser.add_argument("--only", choices=["link", "stratify"],
+                        help="run one group; other results are kept from latest.json")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -213,10 +250,11 @@ def main() -> None:
     }
     if args.only:
         results = json.loads((RESULTS / "latest.json").read_text()) | {"when": results["when"]}
-        results["link"] = []
+        groups = {"link": bench_link, "stratify": bench_stratify}
+        results[args.only] = []
         for population, repeats in sizes:
-            print(f"link vs the hand-written SQL script, {population:,} people ...", flush=True)
-            results["link"].append(bench_link(population, repeats))
+            print(f"{args.only}, {population:,} people ...", flush=True)
+            results[args.only].append(groups[args.only](population, repeats))
         _save(results)
         return
     for population, repeats in sizes:
@@ -235,6 +273,10 @@ def main() -> None:
     for population, repeats in sizes:
         print(f"link vs the hand-written SQL script, {population:,} people ...", flush=True)
         results["link"].append(bench_link(population, repeats))
+    results["stratify"] = []
+    for population, repeats in sizes:
+        print(f"stratify: features, training, scoring, {population:,} people ...", flush=True)
+        results["stratify"].append(bench_stratify(population, repeats))
     _save(results)
 
 

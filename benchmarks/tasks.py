@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import resource
 import sys
@@ -201,6 +202,66 @@ def evaluate(root: str) -> dict:
     return quality["evaluation"]
 
 
+def stratify(root: str) -> dict:
+    """The stratify steps on a linked root, each timed: the features and frames at the training
+    and validation dates, both model fits, the refit, scoring (features at the scoring date,
+    scores, tiers, drivers) and the packs; and the floor: one DuckDB scan counting every
+    person's activity in a year, the least any feature build must read."""
+    from pipeline.keys import open_keystore
+    from pipeline.linkage import open_warehouse
+    from pipeline.linkage.linked import create_linked_views, warehouse_tables
+    from pipeline.risk import ltc_conditions
+    from pipeline.risk.dataset import ACTIVITY_SOURCES, activity_coverage
+    from pipeline.risk.packs import write_packs
+    from pipeline.risk.scores import score_with_model, write_scores
+    from pipeline.risk.tiers import PRESETS
+    from pipeline.risk.train import default_dates, train_models
+
+    settings = _link_settings(root)
+    keystore = open_keystore(settings, create_demo=True)
+    conditions = ltc_conditions(settings.contracts_dir, settings.today())
+    con = open_warehouse(settings, keystore).open(create=False)
+    marks = []
+    try:
+        started = time.perf_counter()
+        result = train_models(con, conditions, settings.models_dir,
+                              progress=lambda step: marks.append((step, time.perf_counter())))
+        marks.append(("end", time.perf_counter()))
+        steps = {a[0]: b[1] - a[1] for a, b in itertools.pairwise(marks)}
+        times = {"training_frame": steps["training frame"], "validation_frame": steps["validation frame"],
+                 "fit_logistic": steps["fit logistic"], "fit_boosted": steps["fit gradient-boosted"],
+                 "refit": next(v for k, v in steps.items() if k.startswith("refit")),
+                 "train_total": time.perf_counter() - started}
+        dates = default_dates(activity_coverage(con))
+        mark = time.perf_counter()
+        tiered = score_with_model(con, result.model, conditions, dates.score, PRESETS["default"])
+        times["score"] = time.perf_counter() - mark
+        write_scores(con, tiered, scoring_date=dates.score, model_version=result.version, source="model")
+        mark = time.perf_counter()
+        packs = write_packs(con, keystore, settings.case_finding_dir)
+        times["packs"] = time.perf_counter() - mark
+        # The floor: one scan of a year's activity, counted per person.
+        present = warehouse_tables(con)
+        linked = [t for t in create_linked_views(con, present) if t in ACTIVITY_SOURCES]
+        dates_of = {"sus_apc_spells": "admission_date", "sus_op_attendances": "appointment_date",
+                    "ecds_attendances": "arrival_date", "csds_contacts": "contact_date", "mhsds_contacts": "contact_date"}
+        union = " UNION ALL ".join(
+            f"SELECT person_pid FROM linked_{t} WHERE {dates_of[t]} >= DATE '{dates.validate}' - INTERVAL 1 YEAR "
+            f"AND {dates_of[t]} < DATE '{dates.validate}'" for t in linked)
+        mark = time.perf_counter()
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _floor AS SELECT person_pid, count(*) AS n FROM ({union}) "
+                    "GROUP BY person_pid").fetchall()
+        times["floor_scan"] = time.perf_counter() - mark
+    finally:
+        con.close()
+    card = result.card
+    chosen = card["validation"][card["model"]["kind"]]
+    return {"seconds": times, "people_scored": tiered.height, "packs": len(packs),
+            "training_people": card["data"]["training"]["people"],
+            "chosen": card["model"]["kind"], "auroc": round(chosen["auroc"], 4),
+            "calibration_slope": round(chosen["calibration"]["slope"], 3)}
+
+
 def sqllink(root: str, out: str) -> dict:
     """The hand-written baseline: one DuckDB SQL script (benchmarks/baseline_link.sql) over
     the same staged Parquet, into an encrypted file."""
@@ -276,6 +337,7 @@ if __name__ == "__main__":
     task, *args = sys.argv[1:]
     tasks = {"synth": synth, "bigfile": bigfile, "validate": validate, "duckscan": duckscan,
              "pseudonyms": pseudonyms, "ingest": ingest, "barecopy": barecopy, "stage": stage, "link": link, "evaluate": evaluate,
+             "stratify": stratify,
              "sqllink": sqllink}
     info = tasks[task](*args)
     info["peak_rss_mb"] = round(_peak_mb(), 1)

@@ -293,6 +293,24 @@ def _run_ingest(settings: Settings, feeds: list[str] | None) -> list[dict]:
 
 
 # link -----------------------------------------------------------------------------------
+def _with_progress(name: str, steps, run):
+    """Run a flow (``run()``) under a rich progress bar advanced by its tasks' step hook."""
+    from pipeline.flows.writer import set_progress_hook
+
+    with _progress() as progress:
+        task = progress.add_task(f"{name} (starting Prefect)", total=len(steps))
+
+        def hook(step: str) -> None:
+            progress.update(task, description=f"{name}: {step} done")
+            progress.advance(task)
+
+        set_progress_hook(hook)
+        try:
+            return run()
+        finally:
+            set_progress_hook(None)
+
+
 @app.command()
 def link(data_root: DataRoot = None) -> None:
     """Load staged deliveries into the encrypted warehouse, build the person spine, rescue-link."""
@@ -305,20 +323,9 @@ def _link(settings: Settings) -> dict:
 
     _export_to_flow(settings)
     prefect_environment(settings)
-    from pipeline.flows.link import LINK_STEPS, link_flow, set_progress_hook
+    from pipeline.flows.link import LINK_STEPS, link_flow
 
-    with _progress() as progress:
-        task = progress.add_task("link (starting Prefect)", total=len(LINK_STEPS))
-
-        def hook(step: str) -> None:
-            progress.update(task, description=f"link: {step} done")
-            progress.advance(task)
-
-        set_progress_hook(hook)
-        try:
-            result = link_flow(data_root=str(settings.data_root.resolve()))
-        finally:
-            set_progress_hook(None)
+    result = _with_progress("link", LINK_STEPS, lambda: link_flow(data_root=str(settings.data_root.resolve())))
     s = result["link_status"]
     r = result["rescue"]
     table = Table(title="Linkage")
@@ -393,22 +400,10 @@ def _stratify(settings: Settings, tiers: str, pack_tiers: list[str], valid_days:
     _export_to_flow(settings)
     prefect_environment(settings)
     from pipeline.flows.stratify import STRATIFY_STEPS, stratify_flow
-    from pipeline.flows.writer import set_progress_hook
 
-    with _progress() as progress:
-        task = progress.add_task("stratify (starting Prefect)", total=len(STRATIFY_STEPS))
-
-        def hook(step: str) -> None:
-            progress.update(task, description=f"stratify: {step} done")
-            progress.advance(task)
-
-        set_progress_hook(hook)
-        try:
-            result = stratify_flow(data_root=str(settings.data_root.resolve()), tiers=tiers, pack_tiers=pack_tiers,
-                                   valid_days=valid_days,
-                                   external_scores=str(external_scores.resolve()) if external_scores else None)
-        finally:
-            set_progress_hook(None)
+    result = _with_progress("stratify", STRATIFY_STEPS, lambda: stratify_flow(
+        data_root=str(settings.data_root.resolve()), tiers=tiers, pack_tiers=pack_tiers, valid_days=valid_days,
+        external_scores=str(external_scores.resolve()) if external_scores else None))
     model, scored, packs = result["model"], result["scores"], result["packs"]
     if model:
         console.print(f"Model {model['version']} ({model['kind']}): validation AUROC {model['auroc']:.4f}, "
@@ -419,12 +414,13 @@ def _stratify(settings: Settings, tiers: str, pack_tiers: list[str], valid_days:
         console.print(f"External scores {ext['file']}: {ext['matched']:,} of {ext['rows']:,} rows matched people "
                       f"({ext['unknown_pseudonyms']:,} unknown pseudonyms; {ext['population_without_score']:,} "
                       "registered people without a score are left untiered)")
-    table = Table(title=f"Tiers on {scored['scoring_date']}", caption=scored["scheme"])
+    table = Table(title=f"Tiers on {scored['scoring_date']}")
     table.add_column("tier")
     table.add_column("people", justify="right")
     for tier, people in scored["tiers"].items():
         table.add_row(tier, f"{people:,}")
     console.print(table)
+    console.print(f"Tier scheme {scored['scheme']}.")
     console.print(f"{packs['packs']} signed case-finding packs ({packs['patients']:,} patients, valid "
                   f"{packs['valid_days']} days) under {settings.case_finding_dir / str(packs['folder'])}")
     return result

@@ -58,6 +58,16 @@ def stacked_bars(rows: Mapping[str, Mapping[str, float]], series: Sequence[str],
     return _svg(fig)
 
 
+def _finish(fig, ax, title: str, xlabel: str, ylabel: str) -> str:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, loc="left", fontsize=11)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=8, frameon=False)
+    ax.tick_params(labelsize=8)
+    return _svg(fig)
+
+
 def calibration_plot(curves: Mapping[str, Sequence[Mapping[str, float]]], *, title: str) -> str:
     """Observed against predicted risk, one line of binned points per model, and the diagonal."""
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
@@ -69,13 +79,7 @@ def calibration_plot(curves: Mapping[str, Sequence[Mapping[str, float]]], *, tit
                 lw=1.2, color=colour, label=name)
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
-    ax.set_xlabel("mean predicted risk (bins of equal size)")
-    ax.set_ylabel("observed rate")
-    ax.set_title(title, loc="left", fontsize=11)
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(fontsize=8, frameon=False)
-    ax.tick_params(labelsize=8)
-    return _svg(fig)
+    return _finish(fig, ax, title, "mean predicted risk (bins of equal size)", "observed rate")
 
 
 def capture_plot(series: Mapping[str, Sequence[tuple[float, float]]], *, title: str) -> str:
@@ -86,10 +90,4 @@ def capture_plot(series: Mapping[str, Sequence[tuple[float, float]]], *, title: 
                 color=colour, label=name)
     ax.set_xscale("log")
     ax.set_xticks([0.5, 1, 2, 5, 20], labels=["0.5%", "1%", "2%", "5%", "20%"])
-    ax.set_xlabel("top share of scores")
-    ax.set_ylabel("% of emergency admissions captured")
-    ax.set_title(title, loc="left", fontsize=11)
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(fontsize=8, frameon=False)
-    ax.tick_params(labelsize=8)
-    return _svg(fig)
+    return _finish(fig, ax, title, "top share of scores", "% of emergency admissions captured")
