@@ -132,3 +132,23 @@ def test_the_stratify_run_leaves_metric_and_count_artifacts_in_prefect(demo_root
     assert "Validation AUROC" in rows["stratify-summary"] and "very-high" in rows["risk-tiers"]
     assert params and all(set(json.loads(p)) <= {"data_root", "tiers", "pack_tiers", "valid_days",
                                                  "external_scores"} for p in params)
+
+
+def test_cli_stratify_takes_an_external_tools_scores(demo_root, tmp_path):
+    ids = tmp_path / "people.csv"
+    out = run_cli("query", "--role", "analyst", "SELECT person_id, age FROM people", "--csv", str(ids),
+                  root=demo_root, env=ENV)
+    assert out.returncode == 0, out.stderr[-2000:]
+    vendor = tmp_path / "vendor.csv"
+    pl.read_csv(ids).select(pseudonym="person_id", score=pl.col("age").fill_null(0) / 10).write_csv(vendor)
+    run = run_cli("stratify", "--external-scores", str(vendor), "--tiers", "adults-top-2",
+                  "--pack-tiers", "case-management", root=demo_root, env=ENV)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "External scores vendor.csv" in run.stdout and "case-management" in run.stdout
+    folder = sorted(p for p in (demo_root / "outputs" / "case-finding").iterdir() if not p.name.startswith("."))[-1]
+    manifests = [json.loads(p.read_text())["manifest"] for p in folder.glob("*.pack.json")]
+    assert manifests and all(m["score_source"] == "external" and m["tiers"] == ["case-management"]
+                             for m in manifests)
+    entry = [json.loads(line) for line in (demo_root / "audit" / "audit.jsonl").read_text().splitlines()
+             if '"risk.scored"' in line][-1]
+    assert entry["details"]["source"] == "external" and entry["details"]["external"]["unknown_pseudonyms"] == 0
