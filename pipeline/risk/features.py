@@ -135,16 +135,27 @@ def build_features(con: duckdb.DuckDBPyConnection, reference_date: dt.date, cond
             FROM w.stg_asc_services s JOIN linked_asc_clients c USING (client_id_pid)""")
         relations.add("_asc_services")
     ref = f"DATE '{reference_date.isoformat()}'"
-    joins, columns = [], []
-    for i, feature in enumerate(all_features(conditions)):
-        if feature.source not in relations:
+    # One grouped subquery per (source, rows) pair: the 13 condition flags and their count, say,
+    # share one scan of the diagnoses.
+    groups: dict[tuple[str, str], list[int]] = {}
+    features = all_features(conditions)
+    for i, feature in enumerate(features):
+        if feature.source in relations:
+            groups.setdefault((feature.source, feature.where), []).append(i)
+    joins, value_of = [], {}
+    for g, ((source, where), members) in enumerate(groups.items()):
+        values = ", ".join(f"{features[i].expression.format(R=ref)} AS v{i}" for i in members)
+        joins.append(f"LEFT JOIN (SELECT person_pid, {values} FROM {source} WHERE person_pid IS NOT NULL AND "
+                     f"({where.format(R=ref)}) GROUP BY person_pid) g{g} USING (person_pid)")
+        value_of |= {i: f"g{g}.v{i}" for i in members}
+    columns = []
+    for i, feature in enumerate(features):
+        if i not in value_of:
             columns.append(f"{feature.default or 'NULL'} AS {feature.name}")
-            continue
-        joins.append(f"LEFT JOIN (SELECT person_pid, {feature.expression.format(R=ref)} AS v FROM {feature.source} "
-                     f"WHERE person_pid IS NOT NULL AND ({feature.where.format(R=ref)}) GROUP BY person_pid) f{i} "
-                     "USING (person_pid)")
-        columns.append(f"coalesce(f{i}.v, {feature.default}) AS {feature.name}" if feature.default
-                       else f"f{i}.v AS {feature.name}")
+        elif feature.default:
+            columns.append(f"coalesce({value_of[i]}, {feature.default}) AS {feature.name}")
+        else:
+            columns.append(f"{value_of[i]} AS {feature.name}")
     con.execute(f"""
         CREATE OR REPLACE {"TEMP TABLE" if target.startswith("_") else "TABLE"} {target} AS
         SELECT s.person_pid, {ref} AS reference_date, {', '.join(columns)}

@@ -145,7 +145,7 @@ def test_cli_stratify_takes_an_external_tools_scores(demo_root, tmp_path):
                   "--pack-tiers", "case-management", root=demo_root, env=ENV)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     assert "External scores vendor.csv" in run.stdout and "case-management" in run.stdout
-    folder = sorted(p for p in (demo_root / "outputs" / "case-finding").iterdir() if not p.name.startswith("."))[-1]
+    folder = max(p for p in (demo_root / "outputs" / "case-finding").iterdir() if not p.name.startswith("."))
     manifests = [json.loads(p.read_text())["manifest"] for p in folder.glob("*.pack.json")]
     assert manifests and all(m["score_source"] == "external" and m["tiers"] == ["case-management"]
                              for m in manifests)
