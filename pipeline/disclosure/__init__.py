@@ -1,0 +1,30 @@
+"""Disclosure control for aggregate outputs: count tables, primary rules and profiles, and the
+LP audit that proves no hidden cell can be narrowed below its protection interval.
+
+Secondary suppression, the release ledger, the disclosure record and the publish flow build on
+these (issue 6 continues).
+"""
+
+from pipeline.disclosure.audit import AuditResult, CellCertificate, audit_release
+from pipeline.disclosure.profiles import PROFILES, Profile, get_profile
+from pipeline.disclosure.release import PRIMARY, SAFE, SECONDARY, Release, apply_primary
+from pipeline.disclosure.table import TOTAL, CountTable, Dimension, build_table, count_people
+
+__all__ = [
+    "PRIMARY",
+    "PROFILES",
+    "SAFE",
+    "SECONDARY",
+    "TOTAL",
+    "AuditResult",
+    "CellCertificate",
+    "CountTable",
+    "Dimension",
+    "Profile",
+    "Release",
+    "apply_primary",
+    "audit_release",
+    "build_table",
+    "count_people",
+    "get_profile",
+]

@@ -1,0 +1,72 @@
+"""A release of one table under a profile: each cell's status, what is shown, and what the
+showing tells an attacker.
+
+``apply_primary`` marks the cells the profile's primary rules make unsafe; secondary
+suppression (``pipeline.disclosure.secondary``) adds cells to hide; ``shown`` then renders
+each cell: the symbol for hidden cells, the rounded value where the profile rounds, else the
+value. ``knowledge`` is the interval each shown cell pins its true count to, which is what the
+audit's attacker works from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.disclosure.profiles import Profile
+from pipeline.disclosure.rules import frequency, round_half_up, rounding_interval
+from pipeline.disclosure.table import CountTable
+
+__all__ = ["PRIMARY", "SAFE", "SECONDARY", "Release", "apply_primary"]
+
+SAFE, PRIMARY, SECONDARY = "safe", "primary", "secondary"
+
+
+@dataclass
+class Release:
+    table: CountTable
+    profile: Profile
+    status: np.ndarray  # per cell: safe, primary or secondary
+    reasons: list[list[str]] = field(default_factory=list)
+
+    @property
+    def hidden(self) -> np.ndarray:
+        return self.status != SAFE
+
+    def values(self) -> np.ndarray:
+        return self.table.cells["count"].to_numpy()
+
+    def published(self) -> np.ndarray:
+        """Published numbers (rounded where the profile rounds); meaningless where hidden."""
+        values = self.values()
+        return round_half_up(values, self.profile.round_base) if self.profile.round_base else values
+
+    def shown(self) -> list[str]:
+        published = self.published()
+        return [self.profile.symbol if h else str(int(v)) for h, v in zip(self.hidden, published, strict=True)]
+
+    def knowledge(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per cell, the interval of counts consistent with what is shown."""
+        published = self.published()
+        if self.profile.round_base:
+            lo, hi = rounding_interval(published, self.profile.round_base)
+            lo, hi = lo.astype(float), hi.astype(float)
+            if self.profile.threshold >= self.profile.round_base // 2:
+                exact = published == 0  # small counts are hidden, so a shown 0 is a true zero
+                lo[exact], hi[exact] = 0, 0
+        else:
+            lo, hi = published.astype(float), published.astype(float)
+        sym_lo, sym_hi = self.profile.hidden_range
+        lo[self.hidden], hi[self.hidden] = sym_lo, sym_hi
+        return lo, hi
+
+
+def apply_primary(table: CountTable, profile: Profile) -> Release:
+    """Mark the cells the profile's frequency rule makes unsafe."""
+    values = table.cells["count"].to_numpy()
+    unsafe = frequency(values, profile.threshold, protect_zeros=profile.protect_zeros)
+    status = np.where(unsafe, PRIMARY, SAFE).astype(object)
+    reasons = [[f"PRIMARY_FREQ(n={int(v)} <= {profile.threshold})"] if u else [] for u, v in zip(unsafe, values,
+                                                                                                  strict=True)]
+    return Release(table, profile, status, reasons)

@@ -1,0 +1,218 @@
+"""Disclosure control, small tables in, statuses and audit intervals out: every primary rule and
+profile, zeros, single-person cells, and hidden cells an attacker can recover exactly."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline.disclosure import (
+    PRIMARY,
+    PROFILES,
+    SAFE,
+    SECONDARY,
+    Dimension,
+    apply_primary,
+    audit_release,
+    build_table,
+    count_people,
+)
+from pipeline.disclosure.rules import (
+    dominance,
+    frequency,
+    midpoint6,
+    p_percent,
+    round_half_up,
+    rounding_interval,
+)
+
+ROWS, COLS = ["A", "B", "C"], ["x", "y", "z"]
+
+
+def _table(grid, rows=ROWS, cols=COLS):
+    dims = [Dimension.flat("row", rows), Dimension.flat("col", cols)]
+    counts = pl.DataFrame([(r, c, grid[i][j]) for i, r in enumerate(rows) for j, c in enumerate(cols)],
+                          schema=["row", "col", "count"], orient="row")
+    return build_table(counts, dims)
+
+
+def _hide(release, *cells, status=SECONDARY):
+    for row, col in cells:
+        release.status[release.table.cell_index(row=row, col=col)] = status
+    return release
+
+
+def _intervals(result):
+    return {(c.key["row"], c.key["col"]): (c.lo, c.hi) for c in result.certificates}
+
+
+# Rules ---------------------------------------------------------------------------------------
+def test_frequency_threshold_edges_and_zeros():
+    counts = np.array([0, 1, 7, 8])
+    assert frequency(counts, 7).tolist() == [False, True, True, False]
+    assert frequency(counts, 7, protect_zeros=True).tolist() == [True, True, True, False]
+
+
+def test_rounding_half_up_and_what_a_rounded_number_tells():
+    assert round_half_up(np.array([0, 2, 3, 7, 8, 12, 13]), 5).tolist() == [0, 0, 5, 5, 10, 10, 15]
+    assert round_half_up(np.array([4, 5, 14, 15]), 10).tolist() == [0, 10, 10, 20]
+    lo, hi = rounding_interval(np.array([0, 5, 10]), 5)
+    assert lo.tolist() == [0, 3, 8] and hi.tolist() == [2, 7, 12]
+    # Every integer in the interval rounds back to the published value.
+    for a, low, high in zip([5, 10], lo[1:], hi[1:], strict=True):
+        assert set(round_half_up(np.arange(low, high + 1), 5)) == {a}
+        assert round_half_up(np.array([low - 1, high + 1]), 5).tolist() != [a, a]
+
+
+def test_midpoint6():
+    assert midpoint6(np.array([0, 1, 6, 7, 12, 13])).tolist() == [0, 3, 3, 9, 9, 15]
+
+
+def test_dominance_and_p_percent():
+    # (2, 90): two contributors with 95 of 100 dominate; 85 of 100 do not.
+    assert dominance(np.array([95, 85]), np.array([100, 100]), 90).tolist() == [True, False]
+    # p 10%: the rest (X - x1 - x2) must exceed 10% of the largest.
+    assert p_percent(np.array([80, 50]), np.array([15, 20]), np.array([100, 100]), 10).tolist() == [True, False]
+
+
+# Profiles ------------------------------------------------------------------------------------
+def test_hes_2018_stars_one_to_seven_rounds_the_rest_keeps_zero():
+    release = apply_primary(_table([[0, 1, 7], [8, 12, 13], [2, 100, 3]]), PROFILES["nhs-hes-2018"])
+    shown = dict(zip(map(tuple, release.table.cells.select("row", "col").rows()), release.shown(), strict=True))
+    assert [shown[("A", c)] for c in COLS] == ["0", "*", "*"]
+    assert [shown[("B", c)] for c in COLS] == ["10", "10", "15"]
+    assert shown[("C", "x")] == "*" and shown[("Total", "Total")] == "145"
+    lo, hi = release.knowledge()
+    i = release.table.cell_index(row="A", col="y")
+    assert (lo[i], hi[i]) == (1, 7)  # "*" itself says 1 to 7: no secondary suppression
+    j = release.table.cell_index(row="B", col="x")
+    assert (lo[j], hi[j]) == (8, 12)
+    z = release.table.cell_index(row="A", col="x")
+    assert (lo[z], hi[z]) == (0, 0)
+
+
+def test_opensafely_redacts_zero_too_and_acro_uses_ten():
+    table = _table([[0, 1, 7], [8, 9, 10], [20, 30, 40]])
+    open_safely = apply_primary(table, PROFILES["opensafely"])
+    acro = apply_primary(table, PROFILES["acro"])
+    status = lambda r, row, col: r.status[table.cell_index(row=row, col=col)]
+    assert [status(open_safely, "A", c) for c in COLS] == [PRIMARY, PRIMARY, PRIMARY]
+    assert status(open_safely, "B", "x") == SAFE
+    assert [status(acro, "B", c) for c in COLS] == [PRIMARY, PRIMARY, SAFE]
+    assert status(acro, "A", "x") == PRIMARY  # zeros are disclosive under ACRO's defaults
+    lo, hi = open_safely.knowledge()
+    i = table.cell_index(row="A", col="x")
+    assert (lo[i], hi[i]) == (0, 7)
+
+
+def test_a_single_person_cell_is_primary_under_every_profile():
+    table = _table([[1, 50, 50], [50, 50, 50], [50, 50, 50]])
+    for profile in PROFILES.values():
+        assert apply_primary(table, profile).status[table.cell_index(row="A", col="x")] == PRIMARY, profile.name
+
+
+# The audit -----------------------------------------------------------------------------------
+def test_ukhsa_table_1d_is_fully_recovered():
+    """UKHSA's worked example: A/Over 30 = 129 - 111 - 17 = 1, then the whole 0-30 column."""
+    table = _table([[10, 1], [13, 111], [15, 17]], cols=["0-30", "Over 30"])
+    release = _hide(apply_primary(table, PROFILES["safehaven"]), ("A", "0-30"), ("B", "0-30"), ("C", "0-30"))
+    result = audit_release(release)
+    assert not result.passed
+    assert _intervals(result) == {("A", "0-30"): (10, 10), ("A", "Over 30"): (1, 1), ("B", "0-30"): (13, 13),
+                                  ("C", "0-30"): (15, 15)}
+    assert {c.status for c in result.certificates} == {PRIMARY, SECONDARY}
+
+
+def test_one_hidden_cell_is_its_margin_minus_the_published_cells():
+    release = apply_primary(_table([[3, 20, 30], [40, 50, 60], [70, 80, 90]]), PROFILES["safehaven"])
+    result = audit_release(release)
+    assert _intervals(result) == {("A", "x"): (3, 3)} and not result.passed
+    assert result.failures[0].reasons == ("PRIMARY_FREQ(n=3 <= 7)",)
+
+
+def test_a_rectangle_of_hidden_cells_protects_the_primary():
+    release = _hide(apply_primary(_table([[3, 20, 30], [40, 50, 60], [70, 80, 90]]), PROFILES["safehaven"]),
+                    ("A", "y"), ("B", "x"), ("B", "y"))
+    result = audit_release(release)
+    # Moving t people round the rectangle keeps every margin: A/x can be 0 .. 3 + min(20, 40).
+    assert _intervals(result)[("A", "x")] == (0, 23)
+    assert result.passed
+
+
+def test_a_rectangle_too_thin_for_the_protection_width_fails():
+    release = _hide(apply_primary(_table([[3, 2, 30], [4, 50, 60], [70, 80, 90]]), PROFILES["safehaven"]),
+                    ("A", "y"), ("B", "x"), ("B", "y"))
+    result = audit_release(release)
+    interval = _intervals(result)[("A", "x")]
+    assert interval == (0, 5)  # not exact, but narrower than the 8 the profile requires
+    assert not result.passed and any(c.key == {"row": "A", "col": "x"} for c in result.failures)
+
+
+def test_protected_zeros_pinned_by_the_margins_fail():
+    """A zero row is hidden (zeros protected), but the column totals minus the other rows pin it."""
+    profile = PROFILES["acro"]
+    release = apply_primary(_table([[0, 0, 0], [40, 50, 60], [70, 80, 90]]), profile)
+    result = audit_release(release)
+    assert not result.passed
+    assert all((c.lo, c.hi) == (0, 0) for c in result.certificates if c.key["row"] == "A")
+
+
+def test_hes_star_semantics_are_part_of_the_attack():
+    """Under HES a row shown as '*', '*', '0' with total '10' leaves each star in 3..7: the
+    symbol's own range (1..7) and the rounded total (8..12) narrow it."""
+    release = apply_primary(_table([[4, 6, 0], [40, 50, 60], [70, 80, 90]]), PROFILES["nhs-hes-2018"])
+    result = audit_release(release)
+    intervals = _intervals(result)
+    assert intervals[("A", "x")] == (1, 7) and intervals[("A", "y")] == (1, 7)
+    assert result.passed  # not exact; HES asks for nothing more
+
+
+def test_people_are_counted_once_not_per_row():
+    frame = pl.DataFrame({"person_id": ["p1", "p1", "p2", "p3"], "row": ["A", "A", "A", "B"],
+                          "col": ["x", "x", "y", "x"]})
+    dims = [Dimension.flat("row", ["A", "B"]), Dimension.flat("col", ["x", "y"])]
+    counts = count_people(frame, dims)
+    table = build_table(counts, dims)
+    assert table.cells["count"][table.cell_index(row="A", col="x")] == 1
+    assert table.cells["count"][table.cell_index()] == 3
+    with pytest.raises(ValueError, match="more than one cell"):
+        count_people(frame.vstack(pl.DataFrame({"person_id": ["p1"], "row": ["B"], "col": ["y"]})), dims)
+
+
+def test_hierarchies_give_margins_at_every_level():
+    dims = [Dimension.grouped("ward", {"North": ["w1", "w2"], "South": ["w3"]}), Dimension.flat("sex", ["1", "2"])]
+    counts = pl.DataFrame({"ward": ["w1", "w2", "w3", "w1"], "sex": ["1", "1", "2", "2"], "count": [5, 6, 7, 8]})
+    table = build_table(counts, dims)
+    assert table.cells.height == (3 + 2 + 1) * 3  # wards, localities, total x two sexes and total
+    assert table.cells["count"][table.cell_index(ward="North", sex="1")] == 11
+    assert table.cells["count"][table.cell_index(ward="North")] == 19
+    assert table.cells["count"][table.cell_index()] == 26
+    with pytest.raises(ValueError, match="not leaves"):
+        build_table(counts.with_columns(ward=pl.lit("North")).unique(["ward", "sex"]), dims)
+
+
+def test_acros_delete_and_recompute_leaks_next_to_ours():
+    """ACRO 'suppresses' by deleting the records behind unsafe cells and recomputing totals, so its
+    totals are totals of what is shown. Anyone with the true totals from another output (a
+    population count by row, last month's table) subtracts and recovers the hidden cell. Ours
+    keeps the true margins and hides complementary cells, and the audit proves it holds even
+    with every true margin public."""
+    from pipeline.disclosure.secondary import protect
+
+    grid = [[3, 20, 30], [40, 50, 60], [70, 80, 90]]
+    table = _table(grid)
+    unsafe = [[v < 10 for v in row] for row in grid]
+    acro_shown = [[None if u else v for v, u in zip(row, us, strict=True)] for row, us in zip(grid, unsafe, strict=True)]
+    acro_row_totals = [sum(v for v in row if v is not None) for row in acro_shown]
+    true_row_totals = [sum(row) for row in grid]
+    assert acro_row_totals[0] != true_row_totals[0]  # ACRO's total silently changes
+    recovered = true_row_totals[0] - acro_row_totals[0]  # the true total from any other output
+    assert recovered == grid[0][0] == 3  # the single-person-scale cell, recovered exactly
+    # The same leak, found by our audit: hide only the unsafe cell and let the true margins be known.
+    leaky = apply_primary(table, PROFILES["acro"])
+    assert not audit_release(leaky).passed
+    # Ours: complementary cells hidden, true margins published, audit passes.
+    ours = protect(apply_primary(table, PROFILES["acro"]))
+    result = audit_release(ours)
+    assert result.passed and (ours.status == SECONDARY).sum() >= 3
+    a_x = next(c for c in result.certificates if c.key == {"row": "A", "col": "x"})
+    assert a_x.hi - a_x.lo >= PROFILES["acro"].protection_width
