@@ -30,6 +30,8 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(audit_app, name="audit")
 keys_app = typer.Typer(no_args_is_help=True, help="The keystore: master secrets and domain keys.")
 app.add_typer(keys_app, name="keys")
+disclosure_app = typer.Typer(no_args_is_help=True, help="Disclosure control: check tables before they leave.")
+app.add_typer(disclosure_app, name="disclosure")
 packs_app = typer.Typer(no_args_is_help=True, help="Case-finding packs: verify them, get the signing public key.")
 app.add_typer(packs_app, name="packs")
 
@@ -503,6 +505,49 @@ def packs_public_key(data_root: DataRoot = None) -> None:
 
     settings = _settings(data_root)
     sys.stdout.write(public_key_pem(open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)))
+
+
+# disclosure -----------------------------------------------------------------------------
+@disclosure_app.command("check")
+def disclosure_check(
+    file: Annotated[Path, typer.Argument(help="A CSV: one column per dimension ('Total' marks a margin) and a "
+                                         "count column ('*' marks a hidden cell).", exists=True, dir_okay=False)],
+    dims: Annotated[str, typer.Option("--dims", help="Dimension columns, comma-separated.")],
+    count: Annotated[str, typer.Option("--count", help="The count column.")],
+    profile: Annotated[str, typer.Option("--profile", help="Rule profile: safehaven, nhs-hes-2018, opensafely, "
+                                         "acro.")] = "safehaven",
+) -> None:
+    """Audit a table made elsewhere: primary rules on what is shown, and the LP attacker on what is hidden."""
+    from pipeline.disclosure import get_profile
+    from pipeline.disclosure.check import check_table
+    from pipeline.errors import DisclosureFailed
+
+    try:
+        rules = get_profile(profile)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    result = check_table(file, [d.strip() for d in dims.split(",") if d.strip()], count, rules)
+    table = Table(title=f"{result.file}: {result.cells:,} cells, {result.hidden:,} hidden, profile {rules.name} "
+                        f"(hidden cells must stay at least {rules.protection_width} wide)")
+    for col in ("cell", "problem", "attacker's interval"):
+        table.add_column(col)
+    for breach in result.rule_breaches:
+        table.add_row(_cell_name(breach["cell"]), f"published: {breach['rule']}", "")
+    for cert in result.audit.failures:
+        interval = f"{cert.lo:g} to {cert.hi:g}"
+        problem = "recovered exactly" if cert.lo == cert.hi else f"narrower than {cert.required_width}"
+        table.add_row(_cell_name(cert.key), f"hidden, {problem}", interval)
+    if result.passed:
+        console.print(f"[green]safe[/]: {result.file} ({result.cells:,} cells, {result.hidden:,} hidden; every "
+                      f"hidden cell at least {rules.protection_width} wide to an attacker)")
+        return
+    console.print(table)
+    raise DisclosureFailed(f"{result.file}: {len(result.rule_breaches)} published cell(s) break a primary rule, "
+                           f"{len(result.audit.failures)} hidden cell(s) can be narrowed too far")
+
+
+def _cell_name(key: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in key.items())
 
 
 # query ----------------------------------------------------------------------------------

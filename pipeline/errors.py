@@ -22,6 +22,7 @@ __all__ = [
     "ContractExpired",
     "DeliveryError",
     "DeliveryQuarantined",
+    "DisclosureFailed",
     "KeyMismatch",
     "KeystoreError",
     "OptOutListStale",
@@ -123,6 +124,12 @@ class QueryRefused(UserError):
     """A query asked for more than its role allows (a write, an attach, another mart); audited."""
 
     exit_code = 50
+
+
+class DisclosureFailed(UserError):
+    """A table breaks a primary rule or a hidden cell can be narrowed below its protection."""
+
+    exit_code = 70
 
 
 class TransientError(SafehavenError):

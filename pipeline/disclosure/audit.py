@@ -35,7 +35,7 @@ class CellCertificate:
     key: dict
     status: str
     reasons: tuple[str, ...]
-    value: int
+    value: int | None  # None when only the shown table is known
     lo: float
     hi: float
     required_width: int
@@ -127,5 +127,6 @@ def audit_release(release: Release) -> AuditResult:
         hi_k = math.inf if math.isinf(k_hi) else float(math.floor(k_hi + EPS))
         passed = hi_k - lo_k >= max(width, EPS) if width else hi_k > lo_k
         certificates.append(CellCertificate(int(k), keys[k], str(release.status[k]), tuple(release.reasons[k]),
-                                            int(values[k]), lo_k, hi_k, width, bool(passed and hi_k > lo_k)))
+                                            None if release.known is not None else int(values[k]), lo_k, hi_k,
+                                            width, bool(passed and hi_k > lo_k)))
     return AuditResult(certificates)

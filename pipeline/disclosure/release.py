@@ -29,6 +29,7 @@ class Release:
     profile: Profile
     status: np.ndarray  # per cell: safe, primary or secondary
     reasons: list[list[str]] = field(default_factory=list)
+    known: tuple[np.ndarray, np.ndarray] | None = None  # a table checked as shown: the true counts are unknown
 
     @property
     def hidden(self) -> np.ndarray:
@@ -48,6 +49,8 @@ class Release:
 
     def knowledge(self) -> tuple[np.ndarray, np.ndarray]:
         """Per cell, the interval of counts consistent with what is shown."""
+        if self.known is not None:
+            return self.known
         published = self.published()
         if self.profile.round_base:
             lo, hi = rounding_interval(published, self.profile.round_base)
