@@ -18,12 +18,14 @@ import polars as pl
 
 from pipeline.disclosure.audit import AuditResult, audit_release
 from pipeline.disclosure.profiles import Profile
-from pipeline.disclosure.release import SAFE, SECONDARY, Release
+from pipeline.disclosure.release import SAFE, Release
 from pipeline.disclosure.rules import frequency, rounding_interval
 from pipeline.disclosure.table import TOTAL, Dimension, build_table
 from pipeline.errors import UserError
 
 __all__ = ["CheckResult", "check_table"]
+
+HIDDEN = "hidden"
 
 
 @dataclass
@@ -71,7 +73,8 @@ def check_table(path: Path, dims: list[str], count: str, profile: Profile) -> Ch
     table = build_table(atoms, dimensions)
     keyed = table.cells.select(dims).with_row_index("cell").join(
         frame.with_columns(pl.col(count).alias("shown")), on=dims, how="left")
-    status = np.where(keyed["shown"].to_numpy() == profile.symbol, SECONDARY, SAFE).astype(object)
+    # Which hidden cells are primary is unknown here: every one must meet the protection width.
+    status = np.where(keyed["shown"].to_numpy() == profile.symbol, HIDDEN, SAFE).astype(object)
     values = keyed["shown"].to_list()
     lo = np.zeros(len(values))
     hi = np.full(len(values), np.inf)  # a cell the file does not show says nothing
