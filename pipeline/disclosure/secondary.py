@@ -13,9 +13,9 @@ margins last). One HiGHS model serves every solve (only bounds and costs change,
 starts from the last basis), and HiGHS is deterministic: the same table gives the same pattern.
 
 Clean-up tries to publish each secondary cell again, largest first. A cell can be published if
-every primary move that used it has a zero-cost alternative without it; a secondary cell that
-no move uses any more is determined by what is published, so it is published too. Afterwards
-every secondary cell is needed: publishing any one of them makes the audit fail.
+every primary move that used it has a zero-cost alternative without it (a cell no move uses
+needs no solve). Afterwards every secondary cell is needed: publishing any one of them makes
+the audit fail.
 """
 
 from __future__ import annotations
@@ -108,28 +108,30 @@ def protect(release: Release) -> Release:
 
 
 def _cleanup(release: Release, mover: _Mover, moves: dict[tuple[int, int], set[int]]) -> None:
+    """One pass, largest first: publish a secondary cell if every move that used it has a free
+    alternative. One pass is enough: publishing more cells never frees a move. Cells no move
+    uses are published without a solve."""
     values = release.values()
-    changed = True
-    while changed:
-        changed = False
-        used = set().union(*moves.values()) if moves else set()
-        for cell in sorted(np.flatnonzero(release.status == SECONDARY), key=lambda c: (-values[c], c)):
-            cell = int(cell)
-            affected = [key for key, cells in moves.items() if cell in cells] if cell in used else []
-            mover.set_hidden(cell, False)
-            replacement = {}
-            for key in affected:
-                cost, moved = mover.move(*key)
-                if cost > EPS:
-                    break
-                replacement[key] = moved
-            else:
-                release.status[cell] = SAFE
-                moves.update(replacement)
-                used = set().union(*moves.values()) if moves else set()
-                changed = True
-                continue
-            mover.set_hidden(cell, True)
+    for cell in sorted(np.flatnonzero(release.status == SECONDARY), key=lambda c: (-values[c], c)):
+        cell = int(cell)
+        affected = [key for key, cells in moves.items() if cell in cells]
+        mover.set_hidden(cell, False)
+        replacement = {}
+        for key in affected:
+            cost, moved = mover.move(*key)
+            if cost > EPS:
+                mover.set_hidden(cell, True)
+                break
+            replacement[key] = moved
+        else:
+            release.status[cell] = SAFE
+            moves.update(replacement)
+    # A cell kept early may be left unused by moves re-solved later: publish it too.
+    used = set().union(*moves.values()) if moves else set()
+    for cell in np.flatnonzero(release.status == SECONDARY):
+        if int(cell) not in used:
+            release.status[cell] = SAFE
+            mover.set_hidden(int(cell), False)
 
 
 def _name(release: Release, cell: int) -> str:

@@ -36,7 +36,7 @@ def tables(draw):
     return build_table(frame, [row_dim, col_dim])
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables(), st.sampled_from(["safehaven", "acro"]))
 def test_after_secondary_suppression_the_audit_passes_and_every_secondary_is_needed(table, profile_name):
     release = protect(apply_primary(table, PROFILES[profile_name]))
