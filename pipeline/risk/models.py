@@ -17,6 +17,7 @@ reads anything but the feature columns they were trained on.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -73,20 +74,21 @@ def design_terms(features: list[Feature]) -> list[Term]:
     return terms
 
 
-class RiskModel:
+class RiskModel(ABC):
     kind: str
     features: list[str]
 
+    @abstractmethod
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
-        raise NotImplementedError
+        """Each person's probability of the outcome."""
 
     def _logit(self, frame: pl.DataFrame) -> np.ndarray:
         p = np.clip(self.predict(frame), 1e-12, 1 - 1e-12)
         return np.log(p / (1 - p))
 
+    @abstractmethod
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
         """(people x features) change in log-odds from each feature being at its typical value."""
-        raise NotImplementedError
 
     def drivers(self, frame: pl.DataFrame, k: int = 3) -> list[list[str]]:
         """Each person's top ``k`` features raising their score, as readable ``name = value``."""
