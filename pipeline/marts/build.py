@@ -28,7 +28,7 @@ from pipeline.linkage.quality import age_band_sql
 from pipeline.marts.contracts import MartContract, load_mart_contracts
 from pipeline.pseudonymise.pseudonyms import hmac_expr
 
-__all__ = ["MART_PREFIX", "MartBuild", "current_mart", "publish_marts"]
+__all__ = ["MART_PREFIX", "MartBuild", "current_mart", "mart_person_ids", "publish_marts"]
 
 MART_PREFIX = "mart-person:v1:"
 KEEP_FILES = 2  # the current file and the one before it
@@ -46,13 +46,17 @@ def current_mart(marts_dir: Path, name: str) -> dict | None:
     return read_manifest(Path(marts_dir) / f"{name}.current.json")
 
 
-def _person_map(con: duckdb.DuckDBPyConnection, keystore) -> None:
-    """Register ``_mart_ids`` (person_pid -> person_id) in the connection. The key stays in
-    this process's memory: it is in a polars expression, never in SQL text."""
+def mart_person_ids(con: duckdb.DuckDBPyConnection, keystore) -> pl.DataFrame:
+    """(person_pid, person_id) for everyone on the spine: the mart pseudonym of each warehouse
+    pseudonym. The key stays in this process's memory: it is in a polars expression, never in SQL."""
     pids = con.execute("SELECT DISTINCT person_pid FROM w.spine").pl()
     key = keystore.domain_key(KeyDomain.MART).material
-    mapped = pids.with_columns(hmac_expr(pl.col("person_pid"), key, MART_PREFIX).alias("person_id"))
-    con.register("_mart_ids", mapped.to_arrow())
+    return pids.with_columns(hmac_expr(pl.col("person_pid"), key, MART_PREFIX).alias("person_id"))
+
+
+def _person_map(con: duckdb.DuckDBPyConnection, keystore) -> None:
+    """Register ``_mart_ids`` (person_pid -> person_id) in the connection."""
+    con.register("_mart_ids", mart_person_ids(con, keystore).to_arrow())
 
 
 def _window(as_of: dt.date, date_col: str) -> str:

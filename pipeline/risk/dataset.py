@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
+from pipeline.linkage.linked import warehouse_tables
 from pipeline.risk.features import all_features, build_features
 
 __all__ = ["ACTIVITY_SOURCES", "Coverage", "activity_coverage", "model_frame", "one_year_after", "usable_features"]
@@ -69,9 +70,7 @@ def usable_features(conditions: tuple[str, ...], coverage: Coverage,
 
 
 def _population_sql(con: duckdb.DuckDBPyConnection, ref: str) -> str:
-    tables = {r[0] for r in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'w'").fetchall()}
-    if "stg_gp_registrations" in tables:
+    if "stg_gp_registrations" in warehouse_tables(con):
         return f"""SELECT person_pid, arg_max(practice_code, registration_start) AS practice_code
                    FROM w.stg_gp_registrations
                    WHERE person_pid IS NOT NULL AND registration_start < {ref}

@@ -17,8 +17,8 @@ import duckdb
 import polars as pl
 
 from pipeline.errors import UserError
-from pipeline.keys import KeyDomain
-from pipeline.pseudonymise.pseudonyms import display_form, hmac_expr
+from pipeline.marts.build import mart_person_ids
+from pipeline.pseudonymise.pseudonyms import display_form
 from pipeline.risk.dataset import model_frame
 from pipeline.risk.models import RiskModel
 from pipeline.risk.tiers import TierScheme, assign_tiers
@@ -42,14 +42,6 @@ def score_with_model(con: duckdb.DuckDBPyConnection, model: RiskModel, condition
     return tiered.join(drivers, on="person_pid", how="left")
 
 
-def _mart_pseudonyms(con: duckdb.DuckDBPyConnection, keystore) -> pl.DataFrame:
-    from pipeline.marts.build import MART_PREFIX
-
-    pids = con.execute("SELECT DISTINCT person_pid FROM w.spine").pl()
-    key = keystore.domain_key(KeyDomain.MART).material
-    return pids.with_columns(hmac_expr(pl.col("person_pid"), key, MART_PREFIX).alias("pseudonym"))
-
-
 def read_external_scores(con: duckdb.DuckDBPyConnection, keystore, path: Path, conditions: tuple[str, ...],
                          scoring_date: dt.date, scheme: TierScheme) -> tuple[pl.DataFrame, dict]:
     """Scores from another tool, mapped to people and tiered as ours would be; returns the
@@ -71,7 +63,7 @@ def read_external_scores(con: duckdb.DuckDBPyConnection, keystore, path: Path, c
     dupes = scores.filter(pl.col("pseudonym").is_duplicated())["pseudonym"].n_unique()
     if dupes:
         raise UserError(f"{path.name}: column '{columns['pseudonym']}' repeats {dupes} pseudonym(s)")
-    people = _mart_pseudonyms(con, keystore)
+    people = mart_person_ids(con, keystore).rename({"person_id": "pseudonym"})
     people = people.with_columns(display=pl.col("pseudonym").map_elements(display_form, return_dtype=pl.String))
     hex_match = scores.join(people.select("person_pid", "pseudonym"), on="pseudonym", how="inner")
     shown = scores.rename({"pseudonym": "display"}).join(people.select("person_pid", "display"), on="display",

@@ -21,7 +21,7 @@ from pipeline.risk.card import write_model_card
 from pipeline.risk.dataset import activity_coverage, model_frame
 from pipeline.risk.features import ltc_conditions
 from pipeline.risk.packs import DEFAULT_TIERS, DEFAULT_VALID_DAYS, write_packs
-from pipeline.risk.scores import read_external_scores, score_with_model, tier_counts, write_scores
+from pipeline.risk.scores import read_external_scores, score_with_model, write_scores
 from pipeline.risk.tiers import parse_scheme
 from pipeline.risk.train import default_dates, load_model, planted_ceiling, save_card, train_models
 
@@ -108,12 +108,12 @@ def score_step(settings, keystore, audit, *, tiers: str = "default", external: P
                 model, _ = load_model(settings.models_dir, version)
                 tiered, counts = score_with_model(con, model, conditions, scoring_date, scheme), {}
                 source = "model"
-            write_scores(con, tiered, scoring_date=scoring_date, model_version=version, source=source)
+            tiers = write_scores(con, tiered, scoring_date=scoring_date, model_version=version, source=source)
             con.execute("CHECKPOINT")
         finally:
             con.close()
     summary = {"model_version": version, "source": source, "scoring_date": str(scoring_date),
-               "scheme": scheme.describe(), "tiers": tier_counts(tiered), **({"external": counts} if counts else {})}
+               "scheme": scheme.describe(), "tiers": tiers, **({"external": counts} if counts else {})}
     audit.append("risk.scored", summary)
     return summary
 
