@@ -2,7 +2,9 @@
 throughput against a bare DuckDB scan of the same file; pseudonyms per core; the whole ingest
 against a bare CSV->Parquet copy; the link steps against a hand-written single DuckDB SQL
 script doing the same joins (``benchmarks/baseline_link.sql``); and the stratify steps
-(features, training, scoring) with the features against one bare scan of a year's activity.
+(features, training, scoring) with the features against one bare scan of a year's activity; and
+disclosure control (suppression + audit) of a ward x age x gender x tier table at Southend and
+England scale, with its information loss against the plain "1-7 -> *" rule.
 
 Each measured step runs in its own child process, which reports its own peak RSS.
 Timings are medians of repeated runs; the validation ratio compares the gate with DuckDB on
@@ -10,7 +12,7 @@ the same file in the same command, so machine noise largely cancels. Results go 
 ``benchmarks/results/latest.json`` and ``latest.md`` (and a dated copy).
 
     python -m benchmarks.run [--quick]    # --quick: 20k and 200k people, one repeat
-    python -m benchmarks.run --only link  # just one group (link or stratify); the rest is kept from latest.json
+    python -m benchmarks.run --only link  # just one group (link, stratify or disclosure); the rest is kept from latest.json
 """
 
 from __future__ import annotations
@@ -172,6 +174,25 @@ def bench_stratify(population: int, repeats: int) -> dict:
             "features_to_floor_ratio": round(features / med["floor_scan"], 1) if med["floor_scan"] else None}
 
 
+def bench_disclosure(scale: str, repeats: int) -> dict:
+    """Suppression + audit of the ward x age x gender x tier table (one process per repeat)."""
+    runs, peaks = [], []
+    for _ in range(repeats):
+        _, peak, out = child(["disclosure", scale])
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+        peaks.append(peak)
+    info = runs[0]
+    med = {k: round(statistics.median(r[k] for r in runs), 2) for k in ("build_seconds", "suppress_seconds",
+                                                                         "audit_seconds")}
+    return info | med | {"repeats": repeats, "peak_rss_mb": round(max(peaks)),
+                         "suppress_and_audit_seconds": round(med["suppress_seconds"] + med["audit_seconds"], 1)}
+
+
+def _methods(counts: dict) -> str:
+    names = {"lp": "by the exact LP", "moves": "by verified moves"}
+    return ", ".join(f"{n:,} cells {names.get(m, m)}" for m, n in sorted(counts.items()))
+
+
 def table(results: dict) -> str:
     g = results["generation"]
     v = results["validation"]
@@ -231,13 +252,28 @@ def table(results: dict) -> str:
         lines.append(f"| stratify, {r['population']:,} people: scoring | {m['score']} s for {r['people_scored']:,} people "
                      f"(features, scores, tiers, drivers); {r['packs']} signed packs {m['packs']} s; peak RSS "
                      f"{r['peak_rss_mb']:,} MB |")
+    for r in results.get("disclosure", []):
+        name = "Southend-like" if r["scale"] == "southend" else "England-like"
+        plain = (f"; the LP audit recovers all {r['plain_audit_failures']:,} exactly" if r["plain_audit_failures"]
+                 is not None else "")
+        lines.append(f"| disclosure, {name} ward x 19 age bands x 2 genders x 4 tiers with every margin ({r['cells']:,} "
+                     f"cells, {r['people']:,} people) | suppression {r['suppress_seconds']} s + audit "
+                     f"{r['audit_seconds']} s = **{r['suppress_and_audit_seconds']} s** (table built in "
+                     f"{r['build_seconds']} s); {r['primaries']:,} primary and {r['secondaries']:,} secondary cells, "
+                     f"audit {'passed' if r['audit_passed'] else 'FAILED'} ({_methods(r['audit_methods'])}); peak RSS "
+                     f"{r['peak_rss_mb']:,} MB |")
+        lines.append(f"| disclosure, {name}: information loss against plain \"1-7 -> *\" | hidden cells "
+                     f"{100 * r['hidden_share']:.1f}% vs {100 * r['plain_hidden_share']:.1f}%, people in hidden inner "
+                     f"cells {100 * r['hidden_people_share']:.1f}% vs {100 * r['plain_hidden_people_share']:.2f}%, "
+                     f"{r['hidden_margins']:,} margins hidden (the plain rule hides none); the plain rule leaves "
+                     f"{r['plain_recoverable_by_subtraction']:,} hidden cells recoverable by one subtraction{plain} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small populations, one repeat")
-    parser.add_argument("--only", choices=["link", "stratify"],
+    parser.add_argument("--only", choices=["link", "stratify", "disclosure"],
                         help="run one group; other results are kept from latest.json")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -248,6 +284,15 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "generation": [],
     }
+    disclosure_runs = [("southend", 1 if args.quick else 3)] + ([] if args.quick else [("england", 1)])
+    if args.only == "disclosure":
+        results = json.loads((RESULTS / "latest.json").read_text()) | {"when": results["when"]}
+        results["disclosure"] = []
+        for scale, repeats in disclosure_runs:
+            print(f"disclosure control, {scale} ...", flush=True)
+            results["disclosure"].append(bench_disclosure(scale, repeats))
+        _save(results)
+        return
     if args.only:
         results = json.loads((RESULTS / "latest.json").read_text()) | {"when": results["when"]}
         groups = {"link": bench_link, "stratify": bench_stratify}
@@ -277,6 +322,10 @@ def main() -> None:
     for population, repeats in sizes:
         print(f"stratify: features, training, scoring, {population:,} people ...", flush=True)
         results["stratify"].append(bench_stratify(population, repeats))
+    results["disclosure"] = []
+    for scale, repeats in disclosure_runs:
+        print(f"disclosure control, {scale} ...", flush=True)
+        results["disclosure"].append(bench_disclosure(scale, repeats))
     _save(results)
 
 

@@ -333,11 +333,48 @@ def barecopy(root: str, out: str) -> dict:
     return {"seconds": seconds, "rows": rows, "files": len(files)}
 
 
+def disclosure(scale: str) -> dict:
+    """Suppression and audit of a ward x age band x gender x risk tier table with full margins,
+    and the plain "1-7 -> *" rule on the same table for comparison."""
+    from benchmarks.disclosure_tables import ENGLAND, SOUTHEND, ward_table
+    from pipeline.disclosure import PROFILES, SECONDARY, apply_primary, audit_release
+    from pipeline.disclosure.audit import recoverable_by_subtraction
+    from pipeline.disclosure.secondary import protect
+
+    started = time.perf_counter()
+    table = ward_table(**(SOUTHEND if scale == "southend" else ENGLAND))
+    built = time.perf_counter()
+    profile = PROFILES["safehaven"]
+    plain = apply_primary(table, profile)
+    one_step = int(recoverable_by_subtraction(plain).sum())
+    plain_failures = len(audit_release(plain).failures) if scale == "southend" else None
+    t0 = time.perf_counter()
+    release = protect(apply_primary(table, profile))
+    t1 = time.perf_counter()
+    result = audit_release(release)
+    t2 = time.perf_counter()
+    values = release.values()
+    inner = table.cells["inner"].to_numpy()
+    people = int(values[inner].sum())
+    methods = {}
+    for c in result.certificates:
+        methods[c.method] = methods.get(c.method, 0) + 1
+    return {"scale": scale, "cells": table.cells.height, "atoms": table.atoms.height, "people": people,
+            "build_seconds": built - started, "suppress_seconds": t1 - t0, "audit_seconds": t2 - t1,
+            "primaries": int(plain.hidden.sum()), "secondaries": int((release.status == SECONDARY).sum()),
+            "audit_passed": result.passed, "audit_methods": methods,
+            "hidden_share": float(release.hidden.mean()), "plain_hidden_share": float(plain.hidden.mean()),
+            "hidden_people_share": float(values[inner & release.hidden].sum() / people),
+            "plain_hidden_people_share": float(values[inner & plain.hidden].sum() / people),
+            "hidden_margins": int((release.hidden & ~inner).sum()),
+            "plain_recoverable_by_subtraction": one_step, "plain_audit_failures": plain_failures}
+
+
 if __name__ == "__main__":
     task, *args = sys.argv[1:]
     tasks = {"synth": synth, "bigfile": bigfile, "validate": validate, "duckscan": duckscan,
              "pseudonyms": pseudonyms, "ingest": ingest, "barecopy": barecopy, "stage": stage, "link": link, "evaluate": evaluate,
-             "stratify": stratify,
+             "stratify": stratify, "disclosure": disclosure,
              "sqllink": sqllink}
     info = tasks[task](*args)
     info["peak_rss_mb"] = round(_peak_mb(), 1)

@@ -1,16 +1,24 @@
-"""Disclosure control for aggregate outputs: count tables, primary rules and profiles, and the
-LP audit that proves no hidden cell can be narrowed below its protection interval.
+"""Disclosure control for aggregate outputs: count tables, primary rules and profiles,
+secondary suppression (hypercube moves, with an LP engine behind them), and the audit that
+proves no hidden cell can be narrowed below its protection interval.
 
-Secondary suppression, the release ledger, the disclosure record and the publish flow build on
-these (issue 6 continues).
+The release ledger, the disclosure record and the publish flow build on these (issue 6
+continues).
 """
 
-from pipeline.disclosure.audit import AuditResult, CellCertificate, audit_release
+from pipeline.disclosure.audit import (
+    AuditResult,
+    CellCertificate,
+    audit_release,
+    recoverable_by_subtraction,
+)
 from pipeline.disclosure.profiles import PROFILES, Profile, get_profile
 from pipeline.disclosure.release import PRIMARY, SAFE, SECONDARY, Release, apply_primary
+from pipeline.disclosure.secondary import METHODS, protect
 from pipeline.disclosure.table import TOTAL, CountTable, Dimension, build_table, count_people
 
 __all__ = [
+    "METHODS",
     "PRIMARY",
     "PROFILES",
     "SAFE",
@@ -27,4 +35,6 @@ __all__ = [
     "build_table",
     "count_people",
     "get_profile",
+    "protect",
+    "recoverable_by_subtraction",
 ]

@@ -25,9 +25,10 @@ from scipy.sparse.csgraph import connected_components
 
 from pipeline.disclosure.release import SECONDARY, Release
 
-__all__ = ["AuditResult", "CellCertificate", "audit_release", "protection_levels"]
+__all__ = ["AuditResult", "CellCertificate", "audit_release", "protection_levels", "recoverable_by_subtraction"]
 
 EPS = 1e-7
+LP_ATOMS = 4000  # larger components are audited through verified moves (the LP grows faster than linearly)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class CellCertificate:
     hi: float
     required_width: int
     passed: bool
+    method: str = "lp"  # "lp": the exact interval; "moves": an interval the attacker cannot narrow (certified)
 
     @property
     def width(self) -> float:
@@ -125,8 +127,45 @@ def _bounds(release: Release):
     return x, lo, hi, atom_lo, atom_hi
 
 
+def verified_reach(release: Release, x, lo, hi, atom_lo, atom_hi, chunk: int = 20000):
+    """Per cell, how far the release's recorded moves take it down and up, counting only moves
+    that are consistent with everything shown: each is checked here, independently of the engine
+    that found it (atoms within their bounds, every cell within what the release tells of it)."""
+    n_atoms, n_cells = x.shape
+    down, up = np.zeros(n_cells), np.zeros(n_cells)
+    moves = list((release.moves or {}).values())
+    counts = release.table.atoms["count"].to_numpy().astype(float)
+    values = release.values().astype(float)
+    xt = x.T.tocsr()
+    for start in range(0, len(moves), chunk):
+        part = moves[start:start + chunk]
+        lengths = [m.atoms.size for m in part]
+        cols = np.repeat(np.arange(len(part)), lengths)
+        rows = np.concatenate([m.atoms for m in part]) if part else np.array([], dtype=np.int64)
+        data = np.concatenate([m.coefficients for m in part]).astype(float) if part else np.array([])
+        delta = sparse.csc_matrix((data, (rows, cols)), shape=(n_atoms, len(part)))
+        moved_atoms = counts[rows] + data
+        bad_atom = (moved_atoms < atom_lo[rows] - EPS) | (moved_atoms > atom_hi[rows] + EPS)
+        change = (xt @ delta).tocoo()
+        keep = np.abs(change.data) > EPS
+        c_row, c_col, c_val = change.row[keep], change.col[keep], change.data[keep]
+        moved = values[c_row] + c_val
+        bad_cell = (moved < lo[c_row] - EPS) | (moved > hi[c_row] + EPS)
+        valid = np.ones(len(part), dtype=bool)
+        valid[cols[bad_atom]] = False
+        valid[c_col[bad_cell]] = False
+        ok = valid[c_col]
+        np.minimum.at(down, c_row[ok], c_val[ok])
+        np.maximum.at(up, c_row[ok], c_val[ok])
+    return down, up
+
+
 def audit_release(release: Release) -> AuditResult:
-    """Every hidden cell's deducible interval, and whether it is wide enough."""
+    """Every hidden cell's deducible interval, and whether it is wide enough. Components of more
+    than ``LP_ATOMS`` free atoms (England-scale tables are one) are audited through the release's
+    recorded moves instead, each verified here: a verified move proves the attacker cannot rule
+    out the values it reaches, so the interval is at least that wide; a cell the moves do not
+    certify is still solved by LP."""
     table = release.table
     x, lo, hi, atom_lo, atom_hi = _bounds(release)
     fixed = atom_lo == atom_hi
@@ -140,20 +179,43 @@ def audit_release(release: Release) -> AuditResult:
     a = xf[:, constraining].T.tocsr()  # constraints x free atoms
     c_lo, c_hi = lo[constraining] - offsets[constraining], hi[constraining] - offsets[constraining]
     # Components of free atoms linked through constraints.
-    link = (a.T @ a).tocsr() if a.shape[0] else sparse.csr_matrix((free.size, free.size))
-    _, comp = connected_components(link, directed=False) if free.size else (0, np.array([], dtype=int))
-    row_comp = np.array([comp[a.indices[a.indptr[r]]] if a.indptr[r + 1] > a.indptr[r] else -1
-                         for r in range(a.shape[0])], dtype=int)
+    # Atoms and constraints as one bipartite graph: linear in the non-zeros (aᵀa would square
+    # every national margin's atoms).
+    graph = sparse.bmat([[None, a.T], [a, None]], format="csr") if a.shape[0] else \
+        sparse.csr_matrix((free.size, free.size))
+    _, labels = connected_components(graph, directed=False) if free.size else (0, np.array([], dtype=int))
+    comp = labels[:free.size]
+    nonempty = np.diff(a.indptr) > 0
+    row_comp = np.full(a.shape[0], -1, dtype=np.int64)
+    row_comp[nonempty] = comp[a.indices[a.indptr[:-1][nonempty]]]
     values = release.values()
-    keys = table.cells.select(table.dim_names).to_dicts()
+    hidden = np.flatnonzero(release.hidden)
+    keys = dict(zip(hidden.tolist(), table.cells[hidden].select(table.dim_names).to_dicts(), strict=True))
     width = release.profile.protection_width
     models: dict[int, _Component] = {}
     certificates = []
-    for k in np.flatnonzero(release.hidden):
+    sizes = np.bincount(comp) if free.size else np.array([], dtype=int)
+    # Per cell, the largest component among its free atoms.
+    largest = np.zeros(x.shape[1], dtype=np.int64)
+    if free.size:
+        col_of = np.repeat(np.arange(xf.shape[1]), np.diff(xf.indptr))
+        np.maximum.at(largest, col_of, sizes[comp[xf.indices]])
+    by_moves = set()
+    if release.moves and release.known is None and (largest[hidden] > LP_ATOMS).any():
+        reach = verified_reach(release, x, lo, hi, atom_lo, atom_hi)
+        for k in hidden[largest[hidden] > LP_ATOMS].tolist():
+            certificate = _certified(release, k, keys[k], values, reach, width)
+            if certificate.passed:
+                certificates.append(certificate)
+                by_moves.add(k)
+    for k in hidden.tolist():
+        if k in by_moves:
+            continue
         col = xf[:, k]
         members = col.indices
+        touched = np.unique(comp[members]) if members.size else np.array([], dtype=int)
         k_lo = k_hi = float(offsets[k])
-        for component in np.unique(comp[members]) if members.size else []:
+        for component in touched:
             if component not in models:
                 atoms = np.flatnonzero(comp == component)
                 rows = np.flatnonzero(row_comp == component)
@@ -166,16 +228,53 @@ def audit_release(release: Release) -> AuditResult:
             k_hi += high
         lo_k = float(math.ceil(k_lo - EPS))
         hi_k = math.inf if math.isinf(k_hi) else float(math.floor(k_hi + EPS))
-        # A primary cell must reach its protection levels both ways (together the profile's
-        # width); a hidden cell of a table checked as shown (its count unknown) must be that wide;
-        # a secondary cell, there to protect others, must only not be recovered exactly.
-        required = 1 if release.status[k] == SECONDARY else max(width, 1)
-        if release.status[k] == SECONDARY or release.known is not None:
-            passed = hi_k - lo_k >= required
-        else:
-            down, up = protection_levels(int(values[k]), required)
-            passed = lo_k <= values[k] - down and hi_k >= values[k] + up
+        value = None if release.known is not None else int(values[k])
         certificates.append(CellCertificate(int(k), keys[k], str(release.status[k]), tuple(release.reasons[k]),
-                                            None if release.known is not None else int(values[k]), lo_k, hi_k,
-                                            required, bool(passed and hi_k > lo_k)))
-    return AuditResult(certificates)
+                                            value, lo_k, hi_k, _required(release, k, width),
+                                            _passes(release, k, value or 0, lo_k, hi_k, width)))
+    return AuditResult(sorted(certificates, key=lambda c: c.cell))
+
+
+def _required(release: Release, k: int, width: int) -> int:
+    return 1 if release.status[k] == SECONDARY else max(width, 1)
+
+
+def _passes(release: Release, k: int, value: int, lo_k: float, hi_k: float, width: int) -> bool:
+    """A primary cell must reach its protection levels both ways (together the profile's width);
+    a hidden cell of a table checked as shown (its count unknown) must be that wide; a secondary
+    cell, there to protect others, must only not be recovered exactly."""
+    required = _required(release, k, width)
+    if release.status[k] == SECONDARY or release.known is not None:
+        passed = hi_k - lo_k >= required
+    else:
+        down, up = protection_levels(value, required)
+        passed = lo_k <= value - down and hi_k >= value + up
+    return bool(passed and hi_k > lo_k)
+
+
+def _certified(release: Release, k: int, key: dict, values, reach, width: int) -> CellCertificate:
+    down, up = reach
+    value = int(values[k])
+    lo_k, hi_k = float(math.ceil(value + down[k] - EPS)), float(math.floor(value + up[k] + EPS))
+    return CellCertificate(int(k), key, str(release.status[k]), tuple(release.reasons[k]), value, lo_k, hi_k,
+                           _required(release, k, width), _passes(release, k, value, lo_k, hi_k, width), "moves")
+
+
+def recoverable_by_subtraction(release: Release) -> np.ndarray:
+    """Hidden cells anyone can recover with one subtraction: the only hidden child, along some
+    dimension, of a published cell (a margin minus its other, published, parts). The attack a
+    reader with a spreadsheet makes; the LP audit finds these and everything subtler."""
+    from pipeline.disclosure.lattice import Lattice
+
+    lat = Lattice(release.table)
+    hidden = release.hidden
+    codes = lat.cell_nodes @ lat.strides
+    out = np.zeros(hidden.size, dtype=bool)
+    for d in range(lat.k):
+        nodes = lat.cell_nodes[:, d]
+        child = np.flatnonzero(nodes != 0)
+        parent = lat.cell_of[codes[child] + (lat.parent[d][nodes[child]] - nodes[child]) * lat.strides[d]]
+        hidden_children = np.bincount(parent, weights=hidden[child], minlength=hidden.size)
+        alone = hidden[child] & ~hidden[parent] & (hidden_children[parent] == 1)
+        out[child[alone]] = True
+    return out

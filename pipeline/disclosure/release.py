@@ -30,6 +30,7 @@ class Release:
     status: np.ndarray  # per cell: safe, primary or secondary
     reasons: list[list[str]] = field(default_factory=list)
     known: tuple[np.ndarray, np.ndarray] | None = None  # a table checked as shown: the true counts are unknown
+    moves: dict | None = None  # (primary cell, signed amount) -> Move, from secondary suppression
 
     @property
     def hidden(self) -> np.ndarray:

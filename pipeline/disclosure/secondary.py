@@ -1,137 +1,386 @@
-"""Secondary (complementary) suppression by linear programming, then a clean-up pass.
+"""Secondary (complementary) suppression: find, for every primary cell and direction, a *move*
+of atom counts that shifts it by its protection level while every published cell stays the same;
+hide every cell a move changes; then a clean-up pass publishes what no move needs.
 
-For each primary cell and each direction, the engine asks the attacker's question backwards
-(Fischetti and Salazar's incremental method, as sdcTable's heuristic does): what is the
-cheapest change of atom counts ``δ`` that moves this cell by its protection level while every
-*published* cell stays the same? Each cell's change is ``Xᵀδ = d⁺ - d⁻``; moving a published
-cell costs its weight, a hidden one nothing; atoms stay non-negative. Every cell the solution
-moves is hidden. The attacker can then not pin the primary more tightly, because the same move
-is open to them (``pipeline.disclosure.audit`` checks it independently).
+Two engines find moves:
+
+- ``cube`` (the default, ``pipeline.disclosure.cube``): hypercube moves combined greedily,
+  a vectorised search per primary whose cost does not grow with the table. A primary no cube
+  can protect falls back to the LP engine on its neighbourhood.
+- ``lp``: the cheapest move by linear programming (Fischetti and Salazar's incremental method,
+  as sdcTable's heuristic does): each cell's change is ``Xᵀδ = d⁺ - d⁻``; moving a published
+  cell costs its weight, a hidden one nothing; atoms stay non-negative. Solved over the atoms
+  under the primary's parents in every dimension (its ward's locality, say), which is exact for
+  moves there: every cell that contains one of those atoms is a constraint.
 
 Weights keep the table useful: hiding a cell costs ``1 + count`` (small inner cells go first,
-margins last). One HiGHS model serves every solve (only bounds and costs change, so each solve
-starts from the last basis), and HiGHS is deterministic: the same table gives the same pattern.
+margins last). Both engines are deterministic: the same table gives the same pattern.
 
-Clean-up tries to publish each secondary cell again, largest first. A cell can be published if
-every primary move that used it has a zero-cost alternative without it (a cell no move uses
-needs no solve). Afterwards every secondary cell is needed: publishing any one of them makes
-the audit fail.
+Clean-up tries to publish each secondary cell again, largest first: a cell can be published if
+every move that used it has an alternative that changes hidden cells only (a cell no move uses
+needs no search). On small tables the LP is asked too, so afterwards every secondary cell is
+needed (Hypothesis checks it); above ``CLEANUP_ALL_CELLS`` cells only the largest margins are
+tried, within a budget of searches, because there the clean-up would cost several times the
+suppression for a few per cent fewer hidden cells. The moves are kept on the release: the audit
+verifies them as certificates.
+
+Large tables are split by the top-level groups of their largest dimension (regions) and run in
+two forked processes; each group starts from the same pattern however many processes there
+are, so the result does not depend on the machine.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+
 import highspy
 import numpy as np
+import polars as pl
+from scipy import sparse
 
 from pipeline.disclosure.audit import protection_levels
+from pipeline.disclosure.cube import WIDE_SHORTLIST, CubeSearch, Move
+from pipeline.disclosure.lattice import Lattice
 from pipeline.disclosure.release import PRIMARY, SAFE, SECONDARY, Release
 
-__all__ = ["protect"]
+__all__ = ["METHODS", "protect"]
 
 EPS = 1e-6
+METHODS = ("cube", "lp")
+LP_CHECK_COST = 2000  # a cube move dearer than this (people in the cells it hides): look wider
+CLEANUP_ALL_CELLS = 100_000
+CLEANUP_TRIES_PER_MOVE = 0.05  # ... and then at most this many cells tried per move (the largest)
+PARALLEL_CELLS = 100_000  # tables larger than this use two processes by default
+CLEANUP_LP_ATOMS = 200  # clean-up asks the LP too when a neighbourhood is this small
 
 
 class _Mover:
-    """The protection LP for one table, kept in one HiGHS instance."""
+    """The protection LP over a set of atoms, kept in one HiGHS instance: columns δ (atoms),
+    d⁺ and d⁻ (cells touching those atoms); one row per cell."""
 
-    def __init__(self, release: Release):
-        x = release.table.matrix.tocsc().astype(float)
-        self.n_atoms, self.n_cells = x.shape
-        self.weights = 1.0 + release.values().astype(float)
+    def __init__(self, x: sparse.csc_matrix, atoms: np.ndarray, atom_counts: np.ndarray, weights: np.ndarray):
+        rows = x[atoms, :].tocsc()
+        self.cells = np.flatnonzero(np.diff(rows.indptr) > 0)
+        self.atoms = atoms
+        sub = rows[:, self.cells].astype(float)
+        n, m = sub.shape
+        self.n, self.m = n, m
+        self.weights = weights[self.cells]
         inf = highspy.kHighsInf
-        n, m = self.n_atoms, self.n_cells
         lp = highspy.HighsLp()
         lp.num_col_, lp.num_row_ = n + 2 * m, m
-        cost = np.where(release.hidden, 0.0, self.weights)
-        lp.col_cost_ = np.concatenate([np.zeros(n), cost, cost])
-        lp.col_lower_ = np.concatenate([-release.table.atoms["count"].to_numpy().astype(float), np.zeros(2 * m)])
+        lp.col_cost_ = np.concatenate([np.zeros(n), self.weights, self.weights])
+        lp.col_lower_ = np.concatenate([-atom_counts[atoms].astype(float), np.zeros(2 * m)])
         lp.col_upper_ = np.full(n + 2 * m, inf)
         lp.row_lower_ = np.zeros(m)
         lp.row_upper_ = np.zeros(m)
-        # Columns: δ_a appears in every cell containing atom a; d⁺_c with -1 and d⁻_c with +1 in row c.
-        cells_of_atom = x.tocsr()
+        cells_of_atom = sub.tocsr()
+        self.cells_of_delta = sub.T.tocsr()
         starts = np.concatenate([cells_of_atom.indptr, cells_of_atom.indptr[-1] + 1 + np.arange(2 * m)])
-        index = np.concatenate([cells_of_atom.indices, np.arange(m), np.arange(m)])
-        value = np.concatenate([cells_of_atom.data, -np.ones(m), np.ones(m)])
         lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
         lp.a_matrix_.start_ = starts.astype(np.int32)
-        lp.a_matrix_.index_ = index.astype(np.int32)
-        lp.a_matrix_.value_ = value
+        lp.a_matrix_.index_ = np.concatenate([cells_of_atom.indices, np.arange(m), np.arange(m)]).astype(np.int32)
+        lp.a_matrix_.value_ = np.concatenate([cells_of_atom.data, -np.ones(m), np.ones(m)])
         self.highs = highspy.Highs()
         self.highs.setOptionValue("output_flag", False)
         self.highs.passModel(lp)
+        self.local = {int(c): i for i, c in enumerate(self.cells)}
+        self.synced = np.zeros(m, dtype=bool)
 
-    def set_hidden(self, cell: int, hidden: bool) -> None:
-        w = 0.0 if hidden else float(self.weights[cell])
-        for col in (self.n_atoms + cell, self.n_atoms + self.n_cells + cell):
-            self.highs.changeColCost(col, w)
+    def sync(self, hidden: np.ndarray) -> None:
+        """Costs from the current hidden pattern (zero for hidden cells)."""
+        now = hidden[self.cells]
+        changed = np.flatnonzero(now != self.synced)
+        if changed.size:
+            cost = np.where(now[changed], 0.0, self.weights[changed])
+            cols = np.concatenate([self.n + changed, self.n + self.m + changed]).astype(np.int32)
+            self.highs.changeColsCost(cols.size, cols, np.concatenate([cost, cost]))
+            self.synced = now.copy()
 
-    def move(self, cell: int, amount: float) -> tuple[float, set[int]]:
-        """(cost, cells moved) of the cheapest move of ``cell`` by ``amount``."""
-        h, up, down = self.highs, self.n_atoms + cell, self.n_atoms + self.n_cells + cell
+    def move(self, cell: int, amount: float) -> tuple[float, Move, set[int]] | None:
+        h, i = self.highs, self.local[cell]
+        up, down = self.n + i, self.n + self.m + i
         inf = highspy.kHighsInf
         h.changeColBounds(up, max(amount, 0.0), max(amount, 0.0))
         h.changeColBounds(down, max(-amount, 0.0), max(-amount, 0.0))
         try:
             h.run()
             if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-                raise RuntimeError(f"cannot protect cell {cell}: {h.modelStatusToString(h.getModelStatus())}")
+                return None
             values = np.asarray(h.getSolution().col_value)
             cost = h.getInfo().objective_function_value
         finally:
             h.changeColBounds(up, 0.0, inf)
             h.changeColBounds(down, 0.0, inf)
-        d = values[self.n_atoms:self.n_atoms + self.n_cells] + values[self.n_atoms + self.n_cells:]
-        return cost, set(np.flatnonzero(d > EPS).tolist())
+        delta = values[:self.n]
+        delta = np.where(np.abs(delta) > EPS, delta, 0.0)
+        change = self.cells_of_delta @ delta
+        return cost, Move(self.atoms.copy(), delta), {int(self.cells[j]) for j in np.flatnonzero(np.abs(change) > EPS)}
 
 
-def protect(release: Release) -> Release:
-    """Hide secondary cells so that every primary can move by its protection levels, then clean up."""
-    width = release.profile.protection_width
-    mover = _Mover(release)
-    values = release.values()
-    moves: dict[tuple[int, int], set[int]] = {}
+class _Engine:
+    def __init__(self, release: Release, method: str):
+        if method not in METHODS:
+            raise ValueError(f"unknown secondary suppression method {method!r}: choose one of {', '.join(METHODS)}")
+        self.release, self.method = release, method
+        table = release.table
+        self.values = release.values()
+        self.weights = 1.0 + self.values.astype(float)
+        self.hidden = release.hidden.copy()
+        self.x = table.matrix.tocsc()
+        self.atom_counts = table.atoms["count"].to_numpy().astype(np.int64)
+        self.lattice = Lattice(table)
+        self.cubes = CubeSearch(self.lattice, self.atom_counts, self.weights, self.hidden)
+        self.movers: dict[tuple, _Mover] = {}
+
+    def _group(self, cell: int, wide: bool) -> tuple[int, ...]:
+        lat = self.lattice
+        return tuple(0 if wide else max(int(lat.parent[d][n]), 0) for d, n in enumerate(lat.cell_nodes[cell]))
+
+    def _atoms_in(self, cell: int, wide: bool) -> int:
+        group = self._group(cell, wide)
+        return self.lattice.atoms_under(int(self.lattice.cell_of[np.array(group) @ self.lattice.strides])).size
+
+    def _mover(self, cell: int, wide: bool) -> _Mover:
+        lat = self.lattice
+        group = self._group(cell, wide)
+        if group not in self.movers:
+            atoms = self.x[:, int(lat.cell_of[np.array(group) @ lat.strides])].indices
+            self.movers[group] = _Mover(self.x, np.sort(atoms), self.atom_counts, self.weights)
+        return self.movers[group]
+
+    def lp_move(self, cell: int, amount: int, *, free_only: bool = False):
+        """The LP's move over the primary's neighbourhood, else over the whole table. For the
+        clean-up (``free_only``) only where that is small."""
+        for wide in (False, True):
+            if free_only and self._atoms_in(cell, wide) > CLEANUP_LP_ATOMS:
+                continue
+            mover = self._mover(cell, wide)
+            mover.sync(self.hidden)
+            found = mover.move(cell, float(amount))
+            if found is None:
+                continue
+            cost, move, moved = found
+            if free_only and cost > EPS:
+                continue
+            return move, moved, cost
+        return None
+
+    def find(self, cell: int, amount: int, *, free_only: bool = False, candidates=None):
+        found = None
+        if self.method == "cube":
+            found = self.cubes.protect(cell, amount, free_only=free_only, found=candidates)
+        if self.method == "cube" and not free_only and (found is None or found[2] > LP_CHECK_COST):
+            # No cube, or only dear ones (hiding big margins): look wider. No cube at all: the LP.
+            wider = self.cubes.protect(cell, amount, free_only=free_only, size=WIDE_SHORTLIST)
+            if wider is not None and (found is None or wider[2] < found[2]):
+                found = wider
+        if found is None:
+            found = self.lp_move(cell, amount, free_only=free_only)
+        if found is None and not free_only:
+            raise RuntimeError(f"cannot protect cell {_name(self.release, cell)} by {amount}")
+        if found is not None and not free_only:
+            self.hidden[list(found[1])] = True
+        return found
+
+
+def protect(release: Release, method: str = "cube", workers: int | None = None) -> Release:
+    """Hide secondary cells so that every primary can move by its protection levels, then clean up.
+
+    Tables whose largest dimension has groups under its top level (wards in authorities in
+    regions) are split by top-level group: each group's primaries are protected, and its cells
+    cleaned up, from the same starting point whatever the number of ``workers`` (processes), so
+    the pattern does not depend on it; primaries at the top level, and cells that moves of more
+    than one group use, are done afterwards in one process."""
+    engine = _Engine(release, method)
+    workers = workers or (min(2, os.cpu_count() or 1) if release.table.cells.height > PARALLEL_CELLS else 1)
+    part = _partitions(engine)
+    groups: dict[int, list[int]] = {}
     for p in np.flatnonzero(release.status == PRIMARY):
-        down, up = protection_levels(int(values[p]), width)
-        for amount in (up, -down) if down else (up,):
-            _, moved = mover.move(int(p), float(amount))
-            moves[(int(p), amount)] = moved
-            for c in moved:
-                if release.status[c] == SAFE:
-                    release.status[c] = SECONDARY
-                    mover.set_hidden(c, True)
-    _cleanup(release, mover, moves)
-    for c in np.flatnonzero(release.status == SECONDARY):
-        protects = sorted({_name(release, p) for (p, _), cells in moves.items() if c in cells})
-        release.reasons[c] = [f"SECONDARY(protects {', '.join(protects)})"]
+        groups.setdefault(int(part[p]) if _below_top(engine, int(p)) else -1, []).append(int(p))
+    shared = groups.pop(-1, [])
+    moves: dict[tuple[int, int], tuple[Move, set[int], float]] = {}
+    for found in _run(engine, _protect_group, [groups[g] for g in sorted(groups)], workers):
+        for key, move in found.items():
+            moves[key] = move
+            engine.hidden[list(move[1])] = True
+    engine.movers.clear()
+    moves.update(_protect_primaries(engine, shared))
+    release.status[engine.hidden & (release.status == SAFE)] = SECONDARY
+    # Clean-up: cells all of whose moves belong to one group are cleaned with that group.
+    owner = {key: _owner(part, move[1]) for key, move in moves.items()}
+    users = _users(moves)
+    by_group: dict[int, list[int]] = {}
+    rest = []
+    for cell in _cleanup_candidates(release, engine):
+        owners = {owner[key] for key in users.get(cell, ())}
+        g = int(part[cell])
+        (by_group.setdefault(g, []) if g >= 0 and owners <= {g} else rest).append(cell)
+    tasks = [(cells, {key: moves[key] for key in moves if owner[key] == g}) for g, cells in sorted(by_group.items())]
+    for published, replaced in _run(engine, _clean_group, tasks, workers):
+        moves.update(replaced)
+        for cell in published:
+            release.status[cell] = SAFE
+            engine.hidden[cell] = False
+    engine.movers.clear()
+    published, replaced = _clean(engine, rest, moves)
+    moves.update(replaced)
+    for cell in published:
+        release.status[cell] = SAFE
+        engine.hidden[cell] = False
+    # A cell kept early may be left unused by moves re-solved later: publish it too.
+    users = _users(moves)
+    for cell in np.flatnonzero(release.status == SECONDARY):
+        if not users.get(int(cell)):
+            release.status[cell] = SAFE
+            engine.hidden[cell] = False
+    _give_reasons(release, users)
+    release.moves = {key: found[0] for key, found in moves.items()}
     return release
 
 
-def _cleanup(release: Release, mover: _Mover, moves: dict[tuple[int, int], set[int]]) -> None:
-    """One pass, largest first: publish a secondary cell if every move that used it has a free
-    alternative. One pass is enough: publishing more cells never frees a move. Cells no move
-    uses are published without a solve."""
-    values = release.values()
-    for cell in sorted(np.flatnonzero(release.status == SECONDARY), key=lambda c: (-values[c], c)):
-        cell = int(cell)
-        affected = [key for key, cells in moves.items() if cell in cells]
-        mover.set_hidden(cell, False)
-        replacement = {}
+def _protect_primaries(engine: _Engine, primaries: list[int]) -> dict:
+    width = engine.release.profile.protection_width
+    moves = {}
+    for p in primaries:
+        down, up = protection_levels(int(engine.values[p]), width)
+        candidates = engine.cubes.candidates(p) if engine.method == "cube" else None
+        for amount in (up, -down) if down else (up,):
+            moves[(p, amount)] = engine.find(p, amount, candidates=candidates)
+    return moves
+
+
+def _protect_group(engine: _Engine, primaries: list[int]) -> dict:
+    return _protect_primaries(engine, primaries)
+
+
+def _users(moves: dict) -> dict[int, set]:
+    users: dict[int, set] = {}
+    for key, found in moves.items():
+        for c in found[1]:
+            users.setdefault(c, set()).add(key)
+    return users
+
+
+def _cleanup_candidates(release: Release, engine: _Engine) -> list[int]:
+    """Secondary cells to try publishing again, largest first. Above ``CLEANUP_ALL_CELLS`` cells
+    only margins are tried (the searches would otherwise cost several times the suppression);
+    cells no move uses are published in any case."""
+    tried = np.flatnonzero(release.status == SECONDARY)
+    if release.table.cells.height > CLEANUP_ALL_CELLS:
+        tried = tried[~release.table.cells["inner"].to_numpy()[tried]]
+    values = engine.values
+    return [int(c) for c in sorted(tried, key=lambda c: (-values[c], c))]
+
+
+def _clean(engine: _Engine, cells: list[int], moves: dict) -> tuple[list[int], dict]:
+    """One pass, in the given order: publish a cell if every move that used it has a free
+    alternative. One pass is enough: publishing more cells never frees a move. On tables above
+    ``CLEANUP_ALL_CELLS`` at most one cell is tried per move (largest cells first)."""
+    users = _users(moves)
+    published, replaced = [], {}
+    budget = int(len(moves) * CLEANUP_TRIES_PER_MOVE) if engine.release.table.cells.height > CLEANUP_ALL_CELLS else None
+    for cell in cells:
+        affected = sorted(users.get(cell, ()))
+        if affected and budget is not None:
+            if budget <= 0:
+                continue  # unused cells are still published below
+            budget -= 1
+        engine.hidden[cell] = False
+        found_all = {}
         for key in affected:
-            cost, moved = mover.move(*key)
-            if cost > EPS:
-                mover.set_hidden(cell, True)
+            found = engine.find(*key, free_only=True)
+            if found is None:
+                engine.hidden[cell] = True
                 break
-            replacement[key] = moved
+            found_all[key] = found
         else:
-            release.status[cell] = SAFE
-            moves.update(replacement)
-    # A cell kept early may be left unused by moves re-solved later: publish it too.
-    used = set().union(*moves.values()) if moves else set()
-    for cell in np.flatnonzero(release.status == SECONDARY):
-        if int(cell) not in used:
-            release.status[cell] = SAFE
-            mover.set_hidden(int(cell), False)
+            published.append(cell)
+            for key, found in found_all.items():
+                old = replaced.get(key, moves[key])
+                for c in old[1]:
+                    users[c].discard(key)
+                replaced[key] = found
+                for c in found[1]:
+                    users.setdefault(c, set()).add(key)
+    return published, replaced
+
+
+def _clean_group(engine: _Engine, task) -> tuple[list[int], dict]:
+    cells, moves = task
+    return _clean(engine, cells, moves)
+
+
+def _partitions(engine: _Engine) -> np.ndarray:
+    """Per cell, its top-level group in the dimension with the most leaves (-1 at ``Total``);
+    all -1 when that dimension has no groups (its leaves sit right under ``Total``)."""
+    lat = engine.lattice
+    d = max(range(lat.k), key=lambda e: (len(lat.leaves_under(e, 0)), -e))
+    top = np.full(len(lat.nodes[d]), -1, dtype=np.int64)
+    for node in range(1, len(lat.nodes[d])):
+        top[node] = lat.chain(d, node)[-2]
+    if all(lat.parent[d][leaf] == 0 for leaf in lat.leaves_under(d, 0)):
+        top[:] = -1
+    engine.partition_dim = d
+    return top[lat.cell_nodes[:, d]]
+
+
+def _below_top(engine: _Engine, cell: int) -> bool:
+    """Whether the cell sits below its top-level group, so its cubes stay inside the group."""
+    lat, d = engine.lattice, engine.partition_dim
+    node = lat.cell_nodes[cell, d]
+    return node != 0 and lat.parent[d][node] != 0
+
+
+def _owner(part: np.ndarray, cells: set[int]) -> int:
+    groups = {int(part[c]) for c in cells} - {-1}
+    return groups.pop() if len(groups) == 1 else -1
+
+
+_FORKED: _Engine | None = None
+
+
+def _in_child(args):
+    """One task in a forked worker, which may run several: each starts from the pattern forked."""
+    fn, task = args
+    engine = _FORKED
+    if not hasattr(engine, "forked_hidden"):
+        engine.forked_hidden = engine.hidden.copy()
+    engine.hidden[:] = engine.forked_hidden
+    engine.movers.clear()
+    return fn(engine, task)
+
+
+def _run(engine: _Engine, fn, tasks: list, workers: int) -> list:
+    """``fn(engine, task)`` for each task, each from the engine's present hidden pattern: in
+    forked processes (which inherit the engine) or one after another, restoring the pattern."""
+    global _FORKED
+    engine.movers.clear()  # each task's LPs start cold, in a child or not: the same solves, the same moves
+    if workers > 1 and len(tasks) > 1:
+        _FORKED = engine
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                return pool.map(_in_child, [(fn, t) for t in tasks], chunksize=1)
+        finally:
+            _FORKED = None
+    start = engine.hidden.copy()
+    out = []
+    for task in tasks:
+        out.append(fn(engine, task))
+        engine.hidden[:] = start
+        engine.movers.clear()
+    return out
+
+
+def _give_reasons(release: Release, users: dict[int, set]) -> None:
+    secondary = np.flatnonzero(release.status == SECONDARY)
+    protected = sorted({p for c in secondary for p, _ in users[int(c)]})
+    table = release.table
+    names = dict(zip(protected, table.cells[protected].select(
+        pl.concat_str(table.dim_names, separator="/")).to_series().to_list(), strict=True)) if protected else {}
+    for c in secondary:
+        release.reasons[c] = [f"SECONDARY(protects {', '.join(sorted({names[p] for p, _ in users[int(c)]}))})"]
 
 
 def _name(release: Release, cell: int) -> str:

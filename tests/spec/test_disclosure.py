@@ -216,3 +216,101 @@ def test_acros_delete_and_recompute_leaks_next_to_ours():
     assert result.passed and (ours.status == SECONDARY).sum() >= 3
     a_x = next(c for c in result.certificates if c.key == {"row": "A", "col": "x"})
     assert a_x.hi - a_x.lo >= PROFILES["acro"].protection_width
+
+
+# Engines, recorded moves and the moves audit -----------------------------------------------------
+def _ward_table(n_wards=6, per_authority=3, seed=3):
+    from benchmarks.disclosure_tables import ward_table
+
+    return ward_table(n_wards, people=400, per_authority=per_authority, per_region=None, seed=seed)
+
+
+@pytest.mark.parametrize("method", ["cube", "lp"])
+def test_every_recorded_move_keeps_the_published_cells_and_reaches_the_protection(method):
+    from pipeline.disclosure.audit import protection_levels
+    from pipeline.disclosure.secondary import protect
+
+    table = _ward_table(4, per_authority=2) if method == "cube" else _ward_table(2, per_authority=None)
+    release = protect(apply_primary(table, PROFILES["safehaven"]), method)
+    x = table.matrix.tocsc().astype(float)
+    atoms = table.atoms["count"].to_numpy()
+    values = release.values()
+    for (cell, amount), move in release.moves.items():
+        delta = np.zeros(x.shape[0])
+        delta[move.atoms] = move.coefficients
+        change = x.T @ delta
+        assert np.allclose(change[~release.hidden], 0), "a move changes a published cell"
+        assert (atoms + delta >= -1e-9).all(), "a move takes a count below zero"
+        assert change[cell] == pytest.approx(amount)
+        down, up = protection_levels(int(values[cell]), PROFILES["safehaven"].protection_width)
+        assert amount in (up, -down)
+
+
+def test_suppression_is_deterministic():
+    from pipeline.disclosure.secondary import protect
+
+    table = _ward_table()
+    first = protect(apply_primary(table, PROFILES["safehaven"])).status
+    second = protect(apply_primary(table, PROFILES["safehaven"])).status
+    assert (first == second).all()
+
+
+def test_the_moves_audit_agrees_with_the_lp_and_never_claims_more(monkeypatch):
+    """Above LP_ATOMS the audit certifies cells by the recorded moves. On a table small enough for
+    both, every cell passes both ways and each moves interval lies inside the exact LP one."""
+    from pipeline.disclosure import audit as audit_module
+    from pipeline.disclosure.secondary import protect
+
+    release = protect(apply_primary(_ward_table(), PROFILES["safehaven"]))
+    exact = audit_release(release)
+    monkeypatch.setattr(audit_module, "LP_ATOMS", 0)
+    by_moves = audit_release(release)
+    assert exact.passed and by_moves.passed
+    assert {c.method for c in exact.certificates} == {"lp"} and {c.method for c in by_moves.certificates} == {"moves"}
+    for lp, mv in zip(exact.certificates, by_moves.certificates, strict=True):
+        assert lp.cell == mv.cell and lp.lo <= mv.lo and mv.hi <= lp.hi
+
+
+def test_the_moves_audit_checks_each_move_itself(monkeypatch):
+    """A move that would change a published cell proves nothing: the audit checks every move
+    against the table, not the engine's word, and falls back to the LP for what is left."""
+    from pipeline.disclosure import audit as audit_module
+    from pipeline.disclosure.cube import Move
+    from pipeline.disclosure.secondary import protect
+
+    release = protect(apply_primary(_ward_table(), PROFILES["safehaven"]))
+    monkeypatch.setattr(audit_module, "LP_ATOMS", 0)
+    x = release.table.matrix.tocsc()
+    published_atom = int(np.flatnonzero(np.asarray(x[:, np.flatnonzero(~release.hidden & release.table.cells["inner"]
+                                                                          .to_numpy())].sum(axis=1)).ravel())[0])
+    forged = {key: Move(np.append(m.atoms, published_atom), np.append(m.coefficients, 1))
+              for key, m in release.moves.items()}
+    release.moves = forged
+    result = audit_release(release)
+    assert {c.method for c in result.certificates} == {"lp"}  # no forged move certified anything
+    assert result.passed  # the LP, which needs no moves, still proves the release
+
+
+def test_one_subtraction_finds_the_spreadsheet_attack():
+    from pipeline.disclosure.audit import recoverable_by_subtraction
+
+    release = apply_primary(_table([[3, 20, 30], [40, 50, 60], [70, 80, 90]]), PROFILES["safehaven"])
+    found = recoverable_by_subtraction(release)
+    assert found.sum() == 1 and found[release.table.cell_index(row="A", col="x")]
+    rectangle = _hide(release, ("A", "y"), ("B", "x"), ("B", "y"))
+    assert not recoverable_by_subtraction(rectangle).any()
+
+
+def test_the_pattern_is_the_same_with_one_process_or_two():
+    """Large tables are protected per region in forked workers; every region starts from the same
+    pattern, so the number of processes (the machine) cannot change what is published."""
+    from benchmarks.disclosure_tables import ward_table
+    from pipeline.disclosure.audit import recoverable_by_subtraction
+    from pipeline.disclosure.secondary import protect
+
+    table = ward_table(12, people=600, per_authority=3, per_region=2, seed=5)
+    one = protect(apply_primary(table, PROFILES["safehaven"]), workers=1)
+    two = protect(apply_primary(table, PROFILES["safehaven"]), workers=2)
+    assert (one.status == two.status).all()
+    assert one.moves.keys() == two.moves.keys()
+    assert audit_release(two).passed and not recoverable_by_subtraction(two).any()

@@ -15,7 +15,7 @@ from pipeline.disclosure import (
     audit_release,
     build_table,
 )
-from pipeline.disclosure.secondary import protect
+from pipeline.disclosure.secondary import METHODS, protect
 
 
 @st.composite
@@ -37,9 +37,9 @@ def tables(draw):
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tables(), st.sampled_from(["safehaven", "acro"]))
-def test_after_secondary_suppression_the_audit_passes_and_every_secondary_is_needed(table, profile_name):
-    release = protect(apply_primary(table, PROFILES[profile_name]))
+@given(tables(), st.sampled_from(["safehaven", "acro"]), st.sampled_from(METHODS))
+def test_after_secondary_suppression_the_audit_passes_and_every_secondary_is_needed(table, profile_name, method):
+    release = protect(apply_primary(table, PROFILES[profile_name]), method)
     assert audit_release(release).passed
     for cell in np.flatnonzero(release.status == SECONDARY):
         release.status[cell] = SAFE
