@@ -2,8 +2,8 @@
 secondary suppression (hypercube moves, with an LP engine behind them), and the audit that
 proves no hidden cell can be narrowed below its protection interval.
 
-The release ledger, the disclosure record and the publish flow build on these (issue 6
-continues).
+The release ledger audits a new release together with everything already published about the
+same people. The disclosure record and the publish flow build on these (issue 6 continues).
 """
 
 from pipeline.disclosure.audit import (
@@ -12,6 +12,7 @@ from pipeline.disclosure.audit import (
     audit_release,
     recoverable_by_subtraction,
 )
+from pipeline.disclosure.ledger import LedgerEntry, ReleaseLedger, apply_joint
 from pipeline.disclosure.profiles import PROFILES, Profile, get_profile
 from pipeline.disclosure.release import PRIMARY, SAFE, SECONDARY, Release, apply_primary
 from pipeline.disclosure.secondary import METHODS, protect
@@ -27,9 +28,12 @@ __all__ = [
     "AuditResult",
     "CellCertificate",
     "CountTable",
+    "LedgerEntry",
     "Dimension",
     "Profile",
     "Release",
+    "ReleaseLedger",
+    "apply_joint",
     "apply_primary",
     "audit_release",
     "build_table",

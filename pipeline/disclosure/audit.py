@@ -189,7 +189,7 @@ def audit_release(release: Release) -> AuditResult:
     row_comp = np.full(a.shape[0], -1, dtype=np.int64)
     row_comp[nonempty] = comp[a.indices[a.indptr[:-1][nonempty]]]
     values = release.values()
-    hidden = np.flatnonzero(release.hidden)
+    hidden = np.flatnonzero(release.targets)
     keys = dict(zip(hidden.tolist(), table.cells[hidden].select(table.dim_names).to_dicts(), strict=True))
     width = release.profile.protection_width
     models: dict[int, _Component] = {}
@@ -201,7 +201,7 @@ def audit_release(release: Release) -> AuditResult:
         col_of = np.repeat(np.arange(xf.shape[1]), np.diff(xf.indptr))
         np.maximum.at(largest, col_of, sizes[comp[xf.indices]])
     by_moves = set()
-    if release.moves and release.known is None and (largest[hidden] > LP_ATOMS).any():
+    if release.moves and (release.known is None or release.joint) and (largest[hidden] > LP_ATOMS).any():
         reach = verified_reach(release, x, lo, hi, atom_lo, atom_hi)
         for k in hidden[largest[hidden] > LP_ATOMS].tolist():
             certificate = _certified(release, k, keys[k], values, reach, width)
@@ -228,7 +228,7 @@ def audit_release(release: Release) -> AuditResult:
             k_hi += high
         lo_k = float(math.ceil(k_lo - EPS))
         hi_k = math.inf if math.isinf(k_hi) else float(math.floor(k_hi + EPS))
-        value = None if release.known is not None else int(values[k])
+        value = None if release.known is not None and not release.joint else int(values[k])
         certificates.append(CellCertificate(int(k), keys[k], str(release.status[k]), tuple(release.reasons[k]),
                                             value, lo_k, hi_k, _required(release, k, width),
                                             _passes(release, k, value or 0, lo_k, hi_k, width)))
@@ -244,7 +244,7 @@ def _passes(release: Release, k: int, value: int, lo_k: float, hi_k: float, widt
     a hidden cell of a table checked as shown (its count unknown) must be that wide; a secondary
     cell, there to protect others, must only not be recovered exactly."""
     required = _required(release, k, width)
-    if release.status[k] == SECONDARY or release.known is not None:
+    if release.status[k] == SECONDARY or (release.known is not None and not release.joint):
         passed = hi_k - lo_k >= required
     else:
         down, up = protection_levels(value, required)
@@ -268,6 +268,7 @@ def recoverable_by_subtraction(release: Release) -> np.ndarray:
 
     lat = Lattice(release.table)
     hidden = release.hidden
+    targets = release.targets
     codes = lat.cell_nodes @ lat.strides
     out = np.zeros(hidden.size, dtype=bool)
     for d in range(lat.k):
@@ -275,6 +276,6 @@ def recoverable_by_subtraction(release: Release) -> np.ndarray:
         child = np.flatnonzero(nodes != 0)
         parent = lat.cell_of[codes[child] + (lat.parent[d][nodes[child]] - nodes[child]) * lat.strides[d]]
         hidden_children = np.bincount(parent, weights=hidden[child], minlength=hidden.size)
-        alone = hidden[child] & ~hidden[parent] & (hidden_children[parent] == 1)
+        alone = targets[child] & ~hidden[parent] & (hidden_children[parent] == 1)
         out[child[alone]] = True
     return out

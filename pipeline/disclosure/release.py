@@ -18,9 +18,10 @@ from pipeline.disclosure.profiles import Profile
 from pipeline.disclosure.rules import frequency, round_half_up, rounding_interval
 from pipeline.disclosure.table import CountTable
 
-__all__ = ["PRIMARY", "SAFE", "SECONDARY", "Release", "apply_primary"]
+__all__ = ["ABSENT", "PRIMARY", "SAFE", "SECONDARY", "Release", "apply_primary"]
 
 SAFE, PRIMARY, SECONDARY = "safe", "primary", "secondary"
+ABSENT = "absent"  # in a joint view of several releases: a cell none of them shows
 
 
 @dataclass
@@ -31,10 +32,18 @@ class Release:
     reasons: list[list[str]] = field(default_factory=list)
     known: tuple[np.ndarray, np.ndarray] | None = None  # a table checked as shown: the true counts are unknown
     moves: dict | None = None  # (primary cell, signed amount) -> Move, from secondary suppression
+    fixed: np.ndarray | None = None  # cells already published by an earlier release: never hidden now
+    kept: np.ndarray | None = None  # cells an earlier release hid that this one does not show: stay hidden
+    joint: bool = False  # ``known`` holds what earlier releases showed; the true counts are known too
 
     @property
     def hidden(self) -> np.ndarray:
         return self.status != SAFE
+
+    @property
+    def targets(self) -> np.ndarray:
+        """The hidden cells the audit must certify (absent cells are not shown, not hidden)."""
+        return (self.status != SAFE) & (self.status != ABSENT)
 
     def values(self) -> np.ndarray:
         return self.table.cells["count"].to_numpy()
@@ -49,8 +58,9 @@ class Release:
         return [self.profile.symbol if h else str(int(v)) for h, v in zip(self.hidden, published, strict=True)]
 
     def knowledge(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per cell, the interval of counts consistent with what is shown."""
-        if self.known is not None:
+        """Per cell, the interval of counts consistent with what is shown (for a joint release,
+        also with what earlier releases showed, held in ``known``)."""
+        if self.known is not None and not self.joint:
             return self.known
         published = self.published()
         if self.profile.round_base:
@@ -63,6 +73,10 @@ class Release:
             lo, hi = published.astype(float), published.astype(float)
         sym_lo, sym_hi = self.profile.hidden_range
         lo[self.hidden], hi[self.hidden] = sym_lo, sym_hi
+        absent = self.status == ABSENT
+        lo[absent], hi[absent] = 0, float("inf")
+        if self.joint:
+            lo, hi = np.maximum(lo, self.known[0]), np.minimum(hi, self.known[1])
         return lo, hi
 
 

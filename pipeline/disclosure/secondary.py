@@ -51,6 +51,7 @@ METHODS = ("cube", "lp")
 LP_CHECK_COST = 2000  # a cube move dearer than this (people in the cells it hides): look wider
 CLEANUP_ALL_CELLS = 100_000
 CLEANUP_TRIES_PER_MOVE = 0.05  # ... and then at most this many cells tried per move (the largest)
+FIXED_WEIGHT = 1e9
 PARALLEL_CELLS = 100_000  # tables larger than this use two processes by default
 CLEANUP_LP_ATOMS = 200  # clean-up asks the LP too when a neighbourhood is this small
 
@@ -127,6 +128,8 @@ class _Engine:
         table = release.table
         self.values = release.values()
         self.weights = 1.0 + self.values.astype(float)
+        if release.fixed is not None:
+            self.weights[release.fixed] = FIXED_WEIGHT  # published before: hidden only if nothing else will do
         self.hidden = release.hidden.copy()
         self.x = table.matrix.tocsc()
         self.atom_counts = table.atoms["count"].to_numpy().astype(np.int64)
@@ -208,6 +211,10 @@ def protect(release: Release, method: str = "cube", workers: int | None = None) 
     engine.movers.clear()
     moves.update(_protect_primaries(engine, shared))
     release.status[engine.hidden & (release.status == SAFE)] = SECONDARY
+    if release.fixed is not None and (release.status[release.fixed] == SECONDARY).any():
+        cells = np.flatnonzero(release.fixed & (release.status == SECONDARY))[:5]
+        raise ValueError("cannot protect this release without hiding cells an earlier release published: "
+                         + ", ".join(_name(release, c) for c in cells))
     # Clean-up: cells all of whose moves belong to one group are cleaned with that group.
     owner = {key: _owner(part, move[1]) for key, move in moves.items()}
     users = _users(moves)
@@ -231,7 +238,7 @@ def protect(release: Release, method: str = "cube", workers: int | None = None) 
         engine.hidden[cell] = False
     # A cell kept early may be left unused by moves re-solved later: publish it too.
     users = _users(moves)
-    for cell in np.flatnonzero(release.status == SECONDARY):
+    for cell in np.flatnonzero((release.status == SECONDARY) & (True if release.kept is None else ~release.kept)):
         if not users.get(int(cell)):
             release.status[cell] = SAFE
             engine.hidden[cell] = False
@@ -267,7 +274,7 @@ def _cleanup_candidates(release: Release, engine: _Engine) -> list[int]:
     """Secondary cells to try publishing again, largest first. Above ``CLEANUP_ALL_CELLS`` cells
     only margins are tried (the searches would otherwise cost several times the suppression);
     cells no move uses are published in any case."""
-    tried = np.flatnonzero(release.status == SECONDARY)
+    tried = np.flatnonzero((release.status == SECONDARY) & (True if release.kept is None else ~release.kept))
     if release.table.cells.height > CLEANUP_ALL_CELLS:
         tried = tried[~release.table.cells["inner"].to_numpy()[tried]]
     values = engine.values
@@ -375,11 +382,13 @@ def _run(engine: _Engine, fn, tasks: list, workers: int) -> list:
 
 def _give_reasons(release: Release, users: dict[int, set]) -> None:
     secondary = np.flatnonzero(release.status == SECONDARY)
-    protected = sorted({p for c in secondary for p, _ in users[int(c)]})
+    protected = sorted({p for c in secondary for p, _ in users.get(int(c), ())})
     table = release.table
     names = dict(zip(protected, table.cells[protected].select(
         pl.concat_str(table.dim_names, separator="/")).to_series().to_list(), strict=True)) if protected else {}
     for c in secondary:
+        if not users.get(int(c)):
+            continue  # hidden by an earlier release
         release.reasons[c] = [f"SECONDARY(protects {', '.join(sorted({names[p] for p, _ in users[int(c)]}))})"]
 
 

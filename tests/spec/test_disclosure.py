@@ -314,3 +314,61 @@ def test_the_pattern_is_the_same_with_one_process_or_two():
     assert (one.status == two.status).all()
     assert one.moves.keys() == two.moves.keys()
     assert audit_release(two).passed and not recoverable_by_subtraction(two).any()
+
+
+# Across releases -----------------------------------------------------------------------------
+GRID = [[3, 20, 30], [40, 50, 60], [70, 80, 90]]
+
+
+def _people(grid=GRID, rows=ROWS, cols=COLS):
+    """One row per person, so releases can be counted from the people themselves."""
+    return pl.DataFrame([(f"p{r}{c}{i}", row, col) for r, row in enumerate(rows) for c, col in enumerate(cols)
+                         for i in range(grid[r][c])], schema=["person_id", "row", "col"], orient="row")
+
+
+def test_differencing_between_two_releases_is_caught_and_then_protected(tmp_path):
+    """Each release hides a rectangle round A/x and passes alone. Together, what one shows
+    (A/y, A/z) gives away A/x = A/Total - A/y - A/z. The ledger's joint audit catches it; then
+    the new release is protected around what the first already published."""
+    from pipeline.disclosure.ledger import ReleaseLedger, apply_joint
+
+    ledger = ReleaseLedger(tmp_path / "disclosure")
+    first = _hide(apply_primary(_table(GRID), PROFILES["safehaven"]), ("A", "y"), ("B", "x"), ("B", "y"))
+    assert audit_release(first).passed
+    ledger.record(first, name="by row and column, April", population="mart-7")
+    second = _hide(apply_primary(_table(GRID), PROFILES["safehaven"]), ("A", "z"), ("C", "x"), ("C", "z"))
+    assert audit_release(second).passed  # alone, it is fine
+
+    joint = ledger.joint(second, _people(), population="mart-7")
+    result = audit_release(joint)
+    assert not result.passed
+    assert {"row": "A", "col": "x"} in [c.key for c in result.failures]
+
+    fresh = ledger.joint(apply_primary(_table(GRID), PROFILES["safehaven"]), _people(), population="mart-7")
+    from pipeline.disclosure.secondary import protect
+
+    protected = protect(fresh)
+    assert audit_release(protected).passed
+    mine = apply_joint(protected, apply_primary(_table(GRID), PROFILES["safehaven"]))
+    shown_before = {k for k, s in zip(first.table.cells.select("row", "col").rows(), first.status, strict=True)
+                    if s == SAFE}
+    hidden_now = {k for k, s in zip(mine.table.cells.select("row", "col").rows(), mine.status, strict=True)
+                  if s != SAFE}
+    assert not shown_before & hidden_now  # what is out stays out: protection works round it
+    assert ("A", "x") in hidden_now
+
+
+def test_releases_of_another_population_are_not_joined_and_a_changed_file_is_refused(tmp_path):
+    from pipeline.disclosure.ledger import ReleaseLedger
+    from pipeline.errors import AuditTampered
+
+    ledger = ReleaseLedger(tmp_path / "disclosure")
+    first = _hide(apply_primary(_table(GRID), PROFILES["safehaven"]), ("A", "y"), ("B", "x"), ("B", "y"))
+    entry = ledger.record(first, name="April", population="mart-7")
+    second = _hide(apply_primary(_table(GRID), PROFILES["safehaven"]), ("A", "z"), ("C", "x"), ("C", "z"))
+    assert audit_release(ledger.joint(second, _people(), population="mart-8")).passed
+    assert [e.name for e in ledger.entries("mart-7")] == ["April"]
+    path = tmp_path / "disclosure" / "releases" / entry.file
+    path.write_bytes(path.read_bytes()[:-1] + b"\0")
+    with pytest.raises(AuditTampered, match="April"):
+        ledger.entries()
