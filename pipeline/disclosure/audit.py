@@ -236,6 +236,8 @@ def audit_release(release: Release) -> AuditResult:
 
 
 def _required(release: Release, k: int, width: int) -> int:
+    if release.levels is not None and release.status[k] != SECONDARY:
+        return int(release.levels[0][k] + release.levels[1][k])
     return 1 if release.status[k] == SECONDARY else max(width, 1)
 
 
@@ -247,7 +249,10 @@ def _passes(release: Release, k: int, value: int, lo_k: float, hi_k: float, widt
     if release.status[k] == SECONDARY or (release.known is not None and not release.joint):
         passed = hi_k - lo_k >= required
     else:
-        down, up = protection_levels(value, required)
+        if release.levels is not None:
+            down, up = int(release.levels[0][k]), int(release.levels[1][k])
+        else:
+            down, up = protection_levels(value, required)
         passed = lo_k <= value - down and hi_k >= value + up
     return bool(passed and hi_k > lo_k)
 

@@ -15,10 +15,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.disclosure.profiles import Profile
-from pipeline.disclosure.rules import frequency, round_half_up, rounding_interval
+from pipeline.disclosure.rules import (
+    dominance,
+    frequency,
+    p_percent,
+    round_half_up,
+    rounding_interval,
+)
 from pipeline.disclosure.table import CountTable
 
-__all__ = ["ABSENT", "PRIMARY", "SAFE", "SECONDARY", "Release", "apply_primary"]
+__all__ = ["ABSENT", "PRIMARY", "SAFE", "SECONDARY", "Release", "apply_magnitude_primary", "apply_primary"]
 
 SAFE, PRIMARY, SECONDARY = "safe", "primary", "secondary"
 ABSENT = "absent"  # in a joint view of several releases: a cell none of them shows
@@ -35,6 +41,7 @@ class Release:
     fixed: np.ndarray | None = None  # cells already published by an earlier release: never hidden now
     kept: np.ndarray | None = None  # cells an earlier release hid that this one does not show: stay hidden
     joint: bool = False  # ``known`` holds what earlier releases showed; the true counts are known too
+    levels: tuple[np.ndarray, np.ndarray] | None = None  # per-cell (down, up) protection of a magnitude table
 
     @property
     def hidden(self) -> np.ndarray:
@@ -88,3 +95,42 @@ def apply_primary(table: CountTable, profile: Profile) -> Release:
     reasons = [[f"PRIMARY_FREQ(n={int(v)} <= {profile.threshold})"] if u else [] for u, v in zip(unsafe, values,
                                                                                                   strict=True)]
     return Release(table, profile, status, reasons)
+
+
+def apply_magnitude_primary(table: CountTable, profile: Profile) -> Release:
+    """Primary rules for a magnitude table (``build_magnitude_table``): too few contributors
+    (1..threshold), (n, k) dominance and the p% rule, with each primary's protection levels,
+    as the SDC Handbook gives them: p% ``p/100 * x1 - (X - x1 - x2)``; dominance
+    ``100 * (x1 + x2) / k - X``; too few contributors ``p/100`` of the value. The profile's
+    dominance and p (or ACRO's (2, 90%) and 10%) apply; the table's numbers are never rounded."""
+    if not profile.secondary or profile.round_base:
+        raise ValueError(f"profile {profile.name!r} has no secondary suppression or rounds: magnitude tables need "
+                         "complementary suppression of exact values (use 'safehaven' or 'acro')")
+    n, k = profile.dominance or (2, 90.0)
+    if n != 2:
+        raise ValueError("only (2, k) dominance is supported: the table keeps the two largest contributions")
+    p = profile.p_percent or 10.0
+    cells = table.cells
+    total, x1, x2 = (cells[c].to_numpy().astype(float) for c in ("count", "top1", "top2"))
+    few = frequency(cells["contributors"].to_numpy(), profile.threshold)
+    dom = dominance(x1 + x2, total, k) & (total > 0)
+    pp = p_percent(x1, x2, total, p) & (total > 0)
+    level = np.zeros(total.size)
+    level = np.where(pp, np.maximum(level, p / 100 * x1 - (total - x1 - x2)), level)
+    level = np.where(dom, np.maximum(level, 100 * (x1 + x2) / k - total), level)
+    level = np.where(few, np.maximum(level, p / 100 * total), level)
+    unsafe = few | dom | pp
+    level = np.where(unsafe, np.maximum(np.ceil(level), 1), 0).astype(np.int64)
+    down = np.minimum(level, total.astype(np.int64))
+    status = np.where(unsafe, PRIMARY, SAFE).astype(object)
+    reasons = []
+    for i in range(total.size):
+        why = []
+        if few[i]:
+            why.append(f"PRIMARY_FREQ(contributors={int(cells['contributors'][i])} <= {profile.threshold})")
+        if dom[i]:
+            why.append(f"PRIMARY_DOMINANCE(2 largest > {k:g}%)")
+        if pp[i]:
+            why.append(f"PRIMARY_P(p={p:g}%)")
+        reasons.append(why)
+    return Release(table, profile, status, reasons, levels=(down, level))

@@ -250,8 +250,10 @@ def protect(release: Release, method: str = "cube", workers: int | None = None) 
 def _protect_primaries(engine: _Engine, primaries: list[int]) -> dict:
     width = engine.release.profile.protection_width
     moves = {}
+    levels = engine.release.levels
     for p in primaries:
-        down, up = protection_levels(int(engine.values[p]), width)
+        down, up = (int(levels[0][p]), int(levels[1][p])) if levels is not None else \
+            protection_levels(int(engine.values[p]), width)
         candidates = engine.cubes.candidates(p) if engine.method == "cube" else None
         for amount in (up, -down) if down else (up,):
             moves[(p, amount)] = engine.find(p, amount, candidates=candidates)

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
-__all__ = ["TOTAL", "CountTable", "Dimension", "build_table", "count_people"]
+__all__ = ["TOTAL", "CountTable", "Dimension", "build_magnitude_table", "build_table", "count_people"]
 
 TOTAL = "Total"
 
@@ -124,3 +124,30 @@ def count_people(frame: pl.DataFrame, dims: list[Dimension], person: str = "pers
         raise ValueError(f"{split} people fall in more than one cell of {names}: count them in one place, "
                          "or publish separate tables")
     return distinct.group_by(names).agg(pl.len().alias("count"))
+
+
+def build_magnitude_table(frame: pl.DataFrame, dims: list[Dimension], value: str, person: str = "person_id"
+                          ) -> CountTable:
+    """A magnitude table (e.g. social care cost): each cell's total of ``value`` (in whole units)
+    as its "count", and, for the primary rules, ``contributors`` (people with a non-zero value)
+    and ``top1``/``top2`` (the two largest contributions, per person). Each person must fall in
+    one atom, as for counts."""
+    names = [d.name for d in dims]
+    per_person = frame.group_by(person, *names).agg(pl.col(value).sum().round(0).cast(pl.Int64).alias("v"))
+    split = per_person.group_by(person).len().filter(pl.col("len") > 1).height
+    if split:
+        raise ValueError(f"{split} people fall in more than one cell of {names}")
+    if per_person["v"].min() is not None and per_person["v"].min() < 0:
+        raise ValueError(f"column {value!r} has negative values: magnitude rules need non-negative contributions")
+    table = build_table(per_person.group_by(names).agg(pl.col("v").sum().alias("count")), dims, "count")
+    expanded = per_person.filter(pl.col("v") > 0).with_columns(
+        pl.col(d.name).map_elements(d.chain, return_dtype=pl.List(pl.String)) for d in dims)
+    for n in names:
+        expanded = expanded.explode(n)
+    stats = expanded.group_by(names).agg(pl.len().alias("contributors"),
+                                         pl.col("v").top_k(2).sort(descending=True).alias("top"))
+    stats = stats.select(*names, "contributors", top1=pl.col("top").list.get(0, null_on_oob=True),
+                         top2=pl.col("top").list.get(1, null_on_oob=True))
+    cells = table.cells.join(stats, on=names, how="left", maintain_order="left").with_columns(
+        pl.col("contributors", "top1", "top2").fill_null(0).cast(pl.Int64))
+    return CountTable(table.dims, table.atoms, cells, table.matrix)

@@ -372,3 +372,53 @@ def test_releases_of_another_population_are_not_joined_and_a_changed_file_is_ref
     path.write_bytes(path.read_bytes()[:-1] + b"\0")
     with pytest.raises(AuditTampered, match="April"):
         ledger.entries()
+
+
+# Magnitude tables ----------------------------------------------------------------------------
+def _costs():
+    """Social care cost per person by ward and tier: in North/high one person has almost all of it."""
+    rows = []
+    for w, ward in enumerate(["North", "South", "East"]):
+        for t, tier in enumerate(["high", "low"]):
+            for i in range(12 if tier == "low" else 10):
+                rows.append((f"p{w}{t}{i}", ward, tier, 1000 + 37 * i + 101 * w))
+    rows.append(("whale", "North", "high", 250_000))
+    rows.append(("lone", "East", "low", 0))
+    return pl.DataFrame(rows, schema=["person_id", "ward", "tier", "cost"], orient="row")
+
+
+def test_magnitude_rules_flag_dominance_and_p_percent_with_their_protection_levels():
+    from pipeline.disclosure.release import apply_magnitude_primary
+    from pipeline.disclosure.table import build_magnitude_table
+
+    dims = [Dimension.flat("ward", ["North", "South", "East"]), Dimension.flat("tier", ["high", "low"])]
+    table = build_magnitude_table(_costs(), dims, "cost")
+    north_high = table.cell_index(ward="North", tier="high")
+    cells = table.cells.row(north_high, named=True)
+    assert cells["contributors"] == 11 and cells["top1"] == 250_000 and cells["top2"] == 1333
+    release = apply_magnitude_primary(table, PROFILES["acro"])
+    assert release.status[north_high] == PRIMARY
+    assert set(release.reasons[north_high]) == {"PRIMARY_DOMINANCE(2 largest > 90%)", "PRIMARY_P(p=10%)"}
+    total, x1, x2 = cells["count"], cells["top1"], cells["top2"]
+    p_level = 0.10 * x1 - (total - x1 - x2)
+    dom_level = 100 * (x1 + x2) / 90 - total
+    assert release.levels[1][north_high] == int(np.ceil(max(p_level, dom_level)))
+    # The margins the whale dominates are primary too; an undominated cell is safe.
+    assert release.status[table.cell_index(ward="North")] == PRIMARY
+    assert release.status[table.cell_index(ward="South", tier="low")] == SAFE
+
+
+def test_a_protected_magnitude_table_passes_its_audit_and_the_whale_cannot_be_estimated():
+    from pipeline.disclosure.release import apply_magnitude_primary
+    from pipeline.disclosure.secondary import protect
+    from pipeline.disclosure.table import build_magnitude_table
+
+    dims = [Dimension.flat("ward", ["North", "South", "East"]), Dimension.flat("tier", ["high", "low"])]
+    release = protect(apply_magnitude_primary(build_magnitude_table(_costs(), dims, "cost"), PROFILES["acro"]))
+    result = audit_release(release)
+    assert result.passed
+    whale = next(c for c in result.certificates if c.key == {"ward": "North", "tier": "high"})
+    value = release.values()[whale.cell]
+    assert whale.lo <= value - release.levels[0][whale.cell] and whale.hi >= value + release.levels[1][whale.cell]
+    assert not audit_release(apply_magnitude_primary(build_magnitude_table(_costs(), dims, "cost"),
+                                                     PROFILES["acro"])).passed
