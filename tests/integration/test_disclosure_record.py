@@ -74,3 +74,36 @@ def test_a_table_whose_cells_are_people_is_refused():
     # Names of places and aggregates are fine.
     refuse_record_level(pl.DataFrame({"ward_name": ["Leigh"], "postcode_district": ["SS9"], "count": [40]}),
                         "out.csv", count="count")
+
+
+def test_ledger_record_and_shown_table_from_the_person_mart_hold_no_identifier(linked, tmp_path):
+    """Security property 1 for the new places disclosure control writes: the ledger (log and
+    Parquet), the record (JSON and page) and the shown table, made from the real person mart,
+    scanned for every identifier in landing/."""
+    from pipeline.disclosure import Dimension, build_table, count_people
+    from pipeline.disclosure.ledger import ReleaseLedger
+    from pipeline.marts.query import open_marts
+    from tests.leakscan import collect, scan
+
+    settings, keystore, _ = linked
+    con, _ = open_marts(settings, keystore, "analyst")
+    try:
+        people = con.execute("SELECT person_id, coalesce(ward_code, 'unknown') AS ward, age_band, "
+                             "coalesce(gender, 'unknown') AS gender FROM people").pl()
+    finally:
+        con.close()
+    dims = [Dimension.flat(c, sorted(people[c].unique().to_list())) for c in ("ward", "age_band", "gender")]
+    table = build_table(count_people(people, dims), dims)
+    release = protect(apply_primary(table, PROFILES["safehaven"]))
+    result = audit_release(release)
+    assert result.passed
+    out = tmp_path / "out"
+    out.mkdir()
+    shown = table.cells.select(table.dim_names).with_columns(people=pl.Series(release.shown()))
+    shown.write_csv(out / "people-by-ward-age-gender.csv")
+    ReleaseLedger(out / "disclosure").record(release, name="people by ward", population="mart-test")
+    write_record(out / "records", build_record("people by ward", release, result,
+                                               [out / "people-by-ward-age-gender.csv"], method="cube",
+                                               population="mart-test"))
+    assert len(list(out.rglob("*"))) >= 7
+    assert scan(out, collect(settings.landing), skip=()) == []
