@@ -337,8 +337,9 @@ def disclosure(scale: str) -> dict:
     """Suppression and audit of a ward x age band x gender x risk tier table with full margins,
     and the plain "1-7 -> *" rule on the same table for comparison."""
     from benchmarks.disclosure_tables import ENGLAND, SOUTHEND, ward_table
-    from pipeline.disclosure import PROFILES, SECONDARY, apply_primary, audit_release
+    from pipeline.disclosure import PROFILES, apply_primary, audit_release
     from pipeline.disclosure.audit import recoverable_by_subtraction
+    from pipeline.disclosure.record import information_loss
     from pipeline.disclosure.secondary import protect
 
     started = time.perf_counter()
@@ -353,20 +354,14 @@ def disclosure(scale: str) -> dict:
     t1 = time.perf_counter()
     result = audit_release(release)
     t2 = time.perf_counter()
-    values = release.values()
-    inner = table.cells["inner"].to_numpy()
-    people = int(values[inner].sum())
-    methods = {}
-    for c in result.certificates:
-        methods[c.method] = methods.get(c.method, 0) + 1
-    return {"scale": scale, "cells": table.cells.height, "atoms": table.atoms.height, "people": people,
+    ours, before = information_loss(release), information_loss(plain)
+    return {"scale": scale, "cells": table.cells.height, "atoms": table.atoms.height, "people": ours["people"],
             "build_seconds": built - started, "suppress_seconds": t1 - t0, "audit_seconds": t2 - t1,
-            "primaries": int(plain.hidden.sum()), "secondaries": int((release.status == SECONDARY).sum()),
-            "audit_passed": result.passed, "audit_methods": methods,
-            "hidden_share": float(release.hidden.mean()), "plain_hidden_share": float(plain.hidden.mean()),
-            "hidden_people_share": float(values[inner & release.hidden].sum() / people),
-            "plain_hidden_people_share": float(values[inner & plain.hidden].sum() / people),
-            "hidden_margins": int((release.hidden & ~inner).sum()),
+            "primaries": int(plain.hidden.sum()), "secondaries": ours["secondary_cells"],
+            "audit_passed": result.passed, "audit_methods": result.by_method(),
+            "hidden_share": ours["hidden_share"], "plain_hidden_share": before["hidden_share"],
+            "hidden_people_share": ours["hidden_people_share"],
+            "plain_hidden_people_share": before["hidden_people_share"], "hidden_margins": ours["margins_hidden"],
             "plain_recoverable_by_subtraction": one_step, "plain_audit_failures": plain_failures}
 
 

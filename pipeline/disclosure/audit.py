@@ -23,6 +23,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
+from pipeline.disclosure.lattice import Lattice
 from pipeline.disclosure.release import SECONDARY, Release
 
 __all__ = ["AuditResult", "CellCertificate", "audit_release", "protection_levels", "recoverable_by_subtraction"]
@@ -60,6 +61,13 @@ class AuditResult:
     @property
     def failures(self) -> list[CellCertificate]:
         return [c for c in self.certificates if not c.passed]
+
+    def by_method(self) -> dict[str, int]:
+        """How many hidden cells each method certified (``lp``, ``moves``)."""
+        counts: dict[str, int] = {}
+        for c in self.certificates:
+            counts[c.method] = counts.get(c.method, 0) + 1
+        return counts
 
 
 def protection_levels(value: int, width: int) -> tuple[int, int]:
@@ -269,8 +277,6 @@ def recoverable_by_subtraction(release: Release) -> np.ndarray:
     """Hidden cells anyone can recover with one subtraction: the only hidden child, along some
     dimension, of a published cell (a margin minus its other, published, parts). The attack a
     reader with a spreadsheet makes; the LP audit finds these and everything subtler."""
-    from pipeline.disclosure.lattice import Lattice
-
     lat = Lattice(release.table)
     hidden = release.hidden
     targets = release.targets

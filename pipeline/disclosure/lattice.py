@@ -40,6 +40,7 @@ class Lattice:
         self.atom_of[self.atom_nodes @ self.strides] = np.arange(table.atoms.height)
         self.matrix = table.matrix.tocsc()
         self._leaves: dict[tuple[int, int], np.ndarray] = {}
+        self._siblings: dict[tuple[int, int], np.ndarray] = {}
 
     def _node_columns(self, frame: pl.DataFrame) -> np.ndarray:
         cols = []
@@ -70,10 +71,10 @@ class Lattice:
         return self._leaves[key]
 
     def sibling_array(self, d: int, node: int) -> np.ndarray:
-        key = (d, -node - 1)
-        if key not in self._leaves:
-            self._leaves[key] = np.array(self.siblings(d, node), dtype=np.int64)
-        return self._leaves[key]
+        key = (d, node)
+        if key not in self._siblings:
+            self._siblings[key] = np.array(self.siblings(d, node), dtype=np.int64)
+        return self._siblings[key]
 
     def siblings(self, d: int, node: int) -> list[int]:
         p = self.parent[d][node]

@@ -30,8 +30,7 @@ import polars as pl
 
 from pipeline.audit import AuditLog
 from pipeline.disclosure.profiles import get_profile
-from pipeline.disclosure.release import ABSENT, PRIMARY, SAFE, Release
-from pipeline.disclosure.rules import rounding_interval
+from pipeline.disclosure.release import ABSENT, PRIMARY, SAFE, Release, showing_intervals
 from pipeline.disclosure.table import TOTAL, Dimension, build_table, count_people
 from pipeline.errors import AuditTampered
 
@@ -114,12 +113,12 @@ class ReleaseLedger:
             shown=pl.Series(release.shown(), dtype=pl.String), status=pl.Series(release.status.astype(str)))
         for frame, profile, name in [*showings, (new, release.profile, None)]:
             cells = _locate(frame, index, table.dim_names)
-            if name is not None:  # the new release's own showing is read live, as it is protected
-                k_lo, k_hi = _knowledge(frame["shown"].to_list(), frame["status"].to_numpy(), profile)
-                lo[cells], hi[cells] = np.maximum(lo[cells], k_lo), np.minimum(hi[cells], k_hi)
             was = frame["status"].to_numpy()
             shown = was == SAFE
-            if name is not None:
+            if name is not None:  # the new release's own showing is read live, as it is protected
+                numbers = frame["shown"].replace(profile.symbol, "0").cast(pl.Int64).to_numpy()
+                k_lo, k_hi = showing_intervals(numbers, ~shown, profile)
+                lo[cells], hi[cells] = np.maximum(lo[cells], k_lo), np.minimum(hi[cells], k_hi)
                 fixed[cells[shown]] = True
                 for c, s in zip(cells[~shown], was[~shown], strict=True):
                     if status[c] != PRIMARY:
@@ -152,23 +151,6 @@ def _locate(frame: pl.DataFrame, index: pl.DataFrame, names: list[str]) -> np.nd
     if found.null_count():
         raise ValueError("an earlier release has cells the joint table does not")
     return found.to_numpy().astype(np.int64)
-
-
-def _knowledge(shown: list[str], status: np.ndarray, profile) -> tuple[np.ndarray, np.ndarray]:
-    """What each showing tells: a number (exact, or its rounding interval), or the symbol."""
-    lo, hi = np.zeros(len(shown)), np.full(len(shown), float("inf"))
-    visible = status == SAFE
-    numbers = np.array([float(v) if ok else 0.0 for v, ok in zip(shown, visible, strict=True)])
-    if profile.round_base:
-        r_lo, r_hi = rounding_interval(numbers.astype(np.int64), profile.round_base)
-        lo[visible], hi[visible] = r_lo[visible], r_hi[visible]
-        exact = visible & (numbers == 0) & (profile.threshold >= profile.round_base // 2)
-        lo[exact], hi[exact] = 0, 0
-    else:
-        lo[visible], hi[visible] = numbers[visible], numbers[visible]
-    sym_lo, sym_hi = profile.hidden_range
-    lo[~visible], hi[~visible] = sym_lo, sym_hi
-    return lo, hi
 
 
 def _entry(seq: int, details: dict) -> LedgerEntry:

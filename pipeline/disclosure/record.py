@@ -74,9 +74,6 @@ def build_record(name: str, release: Release, audit: AuditResult, files: list[Pa
     """The record of one output package."""
     statuses = {s: int((release.status == s).sum()) for s in (SAFE, PRIMARY, SECONDARY)}
     narrowest = sorted(audit.certificates, key=lambda c: (c.hi - c.lo, c.cell))[:10]
-    by_method: dict[str, int] = {}
-    for c in audit.certificates:
-        by_method[c.method] = by_method.get(c.method, 0) + 1
     profile = release.profile
     return {
         "name": name, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -85,7 +82,7 @@ def build_record(name: str, release: Release, audit: AuditResult, files: list[Pa
                     "parameters": profile.parameters()},
         "method": method, "dimensions": release.table.dim_names, "counts_by_status": statuses,
         "information_loss": information_loss(release),
-        "audit": {"passed": audit.passed, "hidden_cells_checked": len(audit.certificates), "by_method": by_method,
+        "audit": {"passed": audit.passed, "hidden_cells_checked": len(audit.certificates), "by_method": audit.by_method(),
                   "failures": [_certificate(c) for c in audit.failures[:50]],
                   "narrowest": [_certificate(c) for c in narrowest]},
         "files": [{"name": Path(f).name, "bytes": Path(f).stat().st_size,

@@ -24,7 +24,8 @@ from pipeline.disclosure.rules import (
 )
 from pipeline.disclosure.table import CountTable
 
-__all__ = ["ABSENT", "PRIMARY", "SAFE", "SECONDARY", "Release", "apply_magnitude_primary", "apply_primary"]
+__all__ = ["ABSENT", "PRIMARY", "SAFE", "SECONDARY", "Release", "apply_magnitude_primary", "apply_primary",
+           "showing_intervals"]
 
 SAFE, PRIMARY, SECONDARY = "safe", "primary", "secondary"
 ABSENT = "absent"  # in a joint view of several releases: a cell none of them shows
@@ -69,22 +70,29 @@ class Release:
         also with what earlier releases showed, held in ``known``)."""
         if self.known is not None and not self.joint:
             return self.known
-        published = self.published()
-        if self.profile.round_base:
-            lo, hi = rounding_interval(published, self.profile.round_base)
-            lo, hi = lo.astype(float), hi.astype(float)
-            if self.profile.threshold >= self.profile.round_base // 2:
-                exact = published == 0  # small counts are hidden, so a shown 0 is a true zero
-                lo[exact], hi[exact] = 0, 0
-        else:
-            lo, hi = published.astype(float), published.astype(float)
-        sym_lo, sym_hi = self.profile.hidden_range
-        lo[self.hidden], hi[self.hidden] = sym_lo, sym_hi
+        lo, hi = showing_intervals(self.published(), self.hidden, self.profile)
         absent = self.status == ABSENT
         lo[absent], hi[absent] = 0, float("inf")
         if self.joint:
             lo, hi = np.maximum(lo, self.known[0]), np.minimum(hi, self.known[1])
         return lo, hi
+
+
+def showing_intervals(published: np.ndarray, hidden: np.ndarray, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
+    """What each cell's showing tells under ``profile``: a number is exact, or its rounding
+    interval (a shown 0 is a true zero when small counts are hidden); a hidden cell, what the
+    symbol means."""
+    published = np.asarray(published)
+    if profile.round_base:
+        lo, hi = rounding_interval(published, profile.round_base)
+        lo, hi = lo.astype(float), hi.astype(float)
+        if profile.threshold >= profile.round_base // 2:
+            exact = published == 0
+            lo[exact], hi[exact] = 0, 0
+    else:
+        lo, hi = published.astype(float), published.astype(float)
+    lo[hidden], hi[hidden] = profile.hidden_range
+    return lo, hi
 
 
 def apply_primary(table: CountTable, profile: Profile) -> Release:

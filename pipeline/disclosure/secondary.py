@@ -204,11 +204,10 @@ def protect(release: Release, method: str = "cube", workers: int | None = None) 
         groups.setdefault(int(part[p]) if _below_top(engine, int(p)) else -1, []).append(int(p))
     shared = groups.pop(-1, [])
     moves: dict[tuple[int, int], tuple[Move, set[int], float]] = {}
-    for found in _run(engine, _protect_group, [groups[g] for g in sorted(groups)], workers):
+    for found in _run(engine, _protect_primaries, [groups[g] for g in sorted(groups)], workers):
         for key, move in found.items():
             moves[key] = move
             engine.hidden[list(move[1])] = True
-    engine.movers.clear()
     moves.update(_protect_primaries(engine, shared))
     release.status[engine.hidden & (release.status == SAFE)] = SECONDARY
     if release.fixed is not None and (release.status[release.fixed] == SECONDARY).any():
@@ -227,24 +226,29 @@ def protect(release: Release, method: str = "cube", workers: int | None = None) 
     tasks = [(cells, {key: moves[key] for key in moves if owner[key] == g}) for g, cells in sorted(by_group.items())]
     for published, replaced in _run(engine, _clean_group, tasks, workers):
         moves.update(replaced)
-        for cell in published:
-            release.status[cell] = SAFE
-            engine.hidden[cell] = False
-    engine.movers.clear()
+        _publish(release, engine, published)
+    # ``_run`` leaves the LP models cold, so what follows solves the same whatever ran before.
     published, replaced = _clean(engine, rest, moves)
     moves.update(replaced)
-    for cell in published:
-        release.status[cell] = SAFE
-        engine.hidden[cell] = False
+    _publish(release, engine, published)
     # A cell kept early may be left unused by moves re-solved later: publish it too.
     users = _users(moves)
-    for cell in np.flatnonzero((release.status == SECONDARY) & (True if release.kept is None else ~release.kept)):
-        if not users.get(int(cell)):
-            release.status[cell] = SAFE
-            engine.hidden[cell] = False
+    _publish(release, engine, [int(c) for c in np.flatnonzero(_open_secondaries(release)) if not users.get(int(c))])
     _give_reasons(release, users)
     release.moves = {key: found[0] for key, found in moves.items()}
     return release
+
+
+def _open_secondaries(release: Release) -> np.ndarray:
+    """Secondary cells this release may still publish (not those an earlier release hid)."""
+    open_ = release.status == SECONDARY
+    return open_ if release.kept is None else open_ & ~release.kept
+
+
+def _publish(release: Release, engine: _Engine, cells) -> None:
+    for cell in cells:
+        release.status[cell] = SAFE
+        engine.hidden[cell] = False
 
 
 def _protect_primaries(engine: _Engine, primaries: list[int]) -> dict:
@@ -260,10 +264,6 @@ def _protect_primaries(engine: _Engine, primaries: list[int]) -> dict:
     return moves
 
 
-def _protect_group(engine: _Engine, primaries: list[int]) -> dict:
-    return _protect_primaries(engine, primaries)
-
-
 def _users(moves: dict) -> dict[int, set]:
     users: dict[int, set] = {}
     for key, found in moves.items():
@@ -276,7 +276,7 @@ def _cleanup_candidates(release: Release, engine: _Engine) -> list[int]:
     """Secondary cells to try publishing again, largest first. Above ``CLEANUP_ALL_CELLS`` cells
     only margins are tried (the searches would otherwise cost several times the suppression);
     cells no move uses are published in any case."""
-    tried = np.flatnonzero((release.status == SECONDARY) & (True if release.kept is None else ~release.kept))
+    tried = np.flatnonzero(_open_secondaries(release))
     if release.table.cells.height > CLEANUP_ALL_CELLS:
         tried = tried[~release.table.cells["inner"].to_numpy()[tried]]
     values = engine.values
