@@ -22,7 +22,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)  ## create .venv from requirements.lock and install safehaven
 
-demo: install  ## synthetic population -> ingest -> link -> marts -> a first query, under ./data (or SAFEHAVEN_DATA_ROOT)
+demo: install  ## synthetic population -> ingest -> link -> stratify -> publish -> a first query, under ./data (or SAFEHAVEN_DATA_ROOT)
 	$(BIN)/safehaven demo
 
 browser:  ## headless Chromium for the report page tests (Debian package; needs root or sudo)

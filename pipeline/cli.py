@@ -507,6 +507,48 @@ def packs_public_key(data_root: DataRoot = None) -> None:
     sys.stdout.write(public_key_pem(open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)))
 
 
+# publish --------------------------------------------------------------------------------
+@app.command()
+def publish(
+    contract: Annotated[str, typer.Option("--contract", help="Output contract under contracts/outputs/.")] = "commissioning",
+    method: Annotated[str, typer.Option("--method", help="Secondary suppression: cube (default) or lp.")] = "cube",
+    data_root: DataRoot = None,
+) -> None:
+    """Build an output contract's tables from the person mart, protect and audit them, publish under outputs/."""
+    _publish(_settings(data_root), contract, method)
+
+
+def _publish(settings: Settings, contract: str, method: str = "cube") -> dict:
+    """Run the Prefect ``publish`` flow (ephemeral server unless PREFECT_API_URL is set)."""
+    from pipeline.disclosure import METHODS
+    from pipeline.disclosure.outputs import load_output_contract
+    from pipeline.disclosure.publish import publish_steps
+    from pipeline.flows import prefect_environment
+
+    if method not in METHODS:
+        raise UserError(f"--method must be one of {', '.join(METHODS)}")
+    spec = load_output_contract(settings.contracts_dir, contract)  # a bad contract fails before Prefect starts
+    _export_to_flow(settings)
+    prefect_environment(settings)
+    from pipeline.flows.publish import publish_flow
+
+    result = _with_progress("publish", (*publish_steps(spec), "verify-package"), lambda: publish_flow(
+        data_root=str(settings.data_root.resolve()), contract=contract, method=method))
+    table = Table(title=f"Package {result['package']} (profile {result['profile']}, scoring date "
+                        f"{result['reference_date']})")
+    for col in ("table", "kind", "cells", "primary", "secondary", "audit", "audited with"):
+        table.add_column(col, justify="left" if col in {"table", "kind"} else "right")
+    for t in result["tables"]:
+        table.add_row(t["name"], t["kind"], f"{t['cells']:,}", f"{t['primary']:,}", f"{t['secondary']:,}",
+                      "[green]passed[/]" if t["audit_passed"] else "[red]FAILED[/]",
+                      f"{len(t['audited_with'])} earlier")
+    console.print(table)
+    state = "already published (verified, unchanged)" if result["already_published"] else "published"
+    console.print(f"{state}: {result['folder']}/ (index.html, a CSV per table, the workbook, records/, "
+                  "manifest.json)")
+    return result
+
+
 # disclosure -----------------------------------------------------------------------------
 @disclosure_app.command("check")
 def disclosure_check(
@@ -668,7 +710,7 @@ def demo(
     seed: Annotated[int, typer.Option("--seed")] = 20140601,
     data_root: DataRoot = None,
 ) -> None:
-    """Run the whole job on built-in defaults: synthetic population, ingest, link, stratify, a first query."""
+    """Run the whole job on built-in defaults: synthetic population, ingest, link, stratify, publish, a first query."""
     from pipeline.contracts import check_contracts
     from pipeline.synth import EXTRACT_DATE
 
@@ -691,6 +733,7 @@ def demo(
     headline = _evaluate_model(settings, settings.synthetic_truth)
     console.print(f"[green]✓[/] model against the planted one: validation AUROC {headline['auroc']:.4f}, ceiling "
                   f"{headline['planted_ceiling_auroc']:.4f}; calibration slope {headline['calibration_slope']:.3f}")
+    published = _publish(settings, "commissioning")
     sample = ("SELECT p.age_band, count(*) AS people, sum(p.emergency_spells_12m) AS emergency_spells, "
               "count(*) FILTER (WHERE r.tier IN ('very-high', 'high')) AS high_risk "
               "FROM people p LEFT JOIN risk_scores r USING (person_id) GROUP BY ALL ORDER BY 1")
@@ -710,10 +753,13 @@ def demo(
         f"  reports/linkage/    linkage quality report: latest.html (open in a browser) and latest.json\n"
         f"  reports/models/     the model card: latest.html (validation, calibration, subgroups) and latest.json\n"
         f"  outputs/case-finding/ signed case-finding packs, one per GP practice (verify: safehaven packs verify)\n"
+        f"  outputs/published/  the commissioning package {published['package']}: index.html (charts), a CSV per\n"
+        f"                      table, the workbook, disclosure records; every hidden cell audited\n"
+        f"  audit/disclosure/   the release ledger: what every published table showed, hash-chained\n"
         f"  keys/               the DEMO keystore (synthetic data only; its passphrase is public)\n"
         f"  synthetic-truth/    ground truth and the planted model (never read by flows)\n"
         f"  validation/         receipts and Great Expectations Data Docs\n"
-        f"  prefect/            Prefect's database for the ephemeral ingest and link runs\n"
+        f"  prefect/            Prefect's database for the ephemeral flow runs\n"
         f"  audit/audit.jsonl   hash-chained audit log ({report.entries} entries)\n"
         f"{staged} staged, {len(quarantined)} quarantined."
     )

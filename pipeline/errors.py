@@ -26,6 +26,7 @@ __all__ = [
     "KeyMismatch",
     "KeystoreError",
     "OptOutListStale",
+    "OutputTampered",
     "QueryRefused",
     "SafehavenError",
     "SettingsError",
@@ -130,6 +131,12 @@ class DisclosureFailed(UserError):
     """A table breaks a primary rule or a hidden cell can be narrowed below its protection."""
 
     exit_code = 70
+
+
+class OutputTampered(DisclosureFailed):
+    """A published package no longer matches its manifest (a file changed, added or removed)."""
+
+    exit_code = 71
 
 
 class TransientError(SafehavenError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import re
 import sqlite3
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,11 @@ def _texts_of(path: Path, keystore=None):
         return
     with open(path, "rb") as fh:
         head = fh.read(16)
+    if head.startswith(b"PK\x03\x04"):  # XLSX and other zip packages: every member, inflated
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                yield archive.read(member).decode("utf-8", errors="ignore")
+        return
     if head.startswith(b"SQLite format 3"):
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:

@@ -33,7 +33,8 @@ from pipeline.contracts._ig import (
 )
 from pipeline.contracts.model import ColumnSpec, FeedContract, QualityRule, TableSpec, date_regex
 
-__all__ = ["CONTRACT_SUFFIX", "CheckResult", "Problem", "check_contract", "contract_path", "odcs_validator"]
+__all__ = ["CONTRACT_SUFFIX", "CheckResult", "Problem", "check_contract", "contract_path", "odcs_problems",
+           "odcs_validator"]
 
 CONTRACT_SUFFIX = ".odcs.yaml"
 API_VERSION = "v3.2.0"
@@ -82,6 +83,24 @@ def contract_path(contracts_dir: Path, feed: str) -> Path:
 def odcs_validator() -> Draft201909Validator:
     schema_text = resources.files("open_data_contract_standard").joinpath("schema.json").read_text()
     return Draft201909Validator(json.loads(schema_text))
+
+
+def odcs_problems(raw: dict, path: Path, what: str) -> list[str]:
+    """Problems every mart or output contract is checked for: ODCS v3.2.0 validity (schema and
+    model), a name matching the file, an active status, and roles naming who approves it."""
+    problems = [f"{'.'.join(map(str, e.absolute_path)) or '(contract)'}: {e.message}"
+                for e in odcs_validator().iter_errors(raw)]
+    try:
+        OpenDataContractStandard.model_validate(raw)
+    except ValidationError as exc:
+        problems += [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+    if raw.get("name") != path.name.removesuffix(CONTRACT_SUFFIX):
+        problems.append("name: must match the file name")
+    if raw.get("status") != "active":
+        problems.append(f"status: only an 'active' {what} contract may be published")
+    if not any(isinstance(r, dict) and r.get("access") == "approve" for r in raw.get("roles") or []):
+        problems.append(f"roles: name the role that approves this {what} (access: approve)")
+    return problems
 
 
 def _json_path(parts) -> str:

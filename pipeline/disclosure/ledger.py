@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +30,12 @@ import numpy as np
 import polars as pl
 
 from pipeline.audit import AuditLog
-from pipeline.disclosure.profiles import get_profile
+from pipeline.disclosure.profiles import Profile, get_profile, profile_from_parameters
 from pipeline.disclosure.release import ABSENT, PRIMARY, SAFE, Release, showing_intervals
 from pipeline.disclosure.table import TOTAL, Dimension, build_table, count_people
 from pipeline.errors import AuditTampered
 
-__all__ = ["LedgerEntry", "ReleaseLedger", "apply_joint"]
+__all__ = ["LedgerEntry", "ReleaseLedger", "apply_joint", "showing"]
 
 EVENT = "disclosure.release"
 
@@ -49,6 +50,13 @@ class LedgerEntry:
     dims: dict[str, dict[str, str]]
     file: str
     sha256: str
+    profile_parameters: dict | None = None
+
+    def rules(self) -> Profile:
+        """The profile the release was made under (custom profiles are kept whole in the entry)."""
+        if not self.profile_parameters:
+            return get_profile(self.profile)
+        return profile_from_parameters(self.profile_parameters)
 
 
 class ReleaseLedger:
@@ -57,18 +65,21 @@ class ReleaseLedger:
         self.log = AuditLog(self.root / "ledger.jsonl")
 
     def record(self, release: Release, *, name: str, population: str) -> LedgerEntry:
-        """Append a release (after it passed its audit) and keep what it showed."""
+        """Append a release (after it passed its audit) and keep what it showed. Recording the
+        same release (name, population and showing) again returns the first entry."""
         table = release.table
-        shown = table.cells.select(table.dim_names).with_columns(
-            shown=pl.Series(release.shown(), dtype=pl.String), status=pl.Series(release.status.astype(str)))
         self.root.joinpath("releases").mkdir(parents=True, exist_ok=True)
         scratch = self.root / "releases" / f".{uuid.uuid4().hex}.parquet"
-        shown.write_parquet(scratch)
+        showing(release).write_parquet(scratch)
         digest = hashlib.sha256(scratch.read_bytes()).hexdigest()
         final = self.root / "releases" / f"{digest}.parquet"
         scratch.replace(final)
+        for entry in self.entries(population):  # the same release again (a re-run): recorded once
+            if entry.name == name and entry.sha256 == digest:
+                return entry
         details = {"release_id": digest[:16], "name": name, "population": population,
-                   "profile": release.profile.name, "dims": {d.name: d.parents for d in table.dims},
+                   "profile": release.profile.name, "profile_parameters": release.profile.parameters(),
+                   "dims": {d.name: d.parents for d in table.dims},
                    "file": final.name, "sha256": digest, "cells": table.cells.height,
                    "hidden": int(release.hidden.sum())}
         entry = self.log.append(EVENT, details)
@@ -90,11 +101,16 @@ class ReleaseLedger:
                 out.append(entry)
         return out
 
-    def joint(self, release: Release, people: pl.DataFrame, population: str, person: str = "person_id") -> Release:
-        """The new release together with every earlier release of ``population``."""
-        past = self.entries(population)
+    def joint(self, release: Release, people: pl.DataFrame, population: str, person: str = "person_id", *,
+              pending: Sequence[tuple[str, Release]] = (), ignore: str | None = None) -> Release:
+        """The new release together with every earlier release of ``population``, and with
+        ``pending`` (name, release) pairs cleared but not yet recorded (earlier tables of the
+        same package). Entries whose names start with ``ignore`` are left out: they are this
+        package's own tables, recorded by a run that did not finish, and are being made again."""
+        past = [e for e in self.entries(population) if not (ignore and e.name.startswith(ignore))]
         dims: dict[str, Dimension] = {}
-        for d in [*(Dimension(n, p) for e in past for n, p in e.dims.items()), *release.table.dims]:
+        for d in [*(Dimension(n, p) for e in past for n, p in e.dims.items()),
+                  *(d for _, r in pending for d in r.table.dims), *release.table.dims]:
             if d.name in dims and dims[d.name].parents != d.parents:
                 raise ValueError(f"dimension {d.name!r} has a different hierarchy in an earlier release; "
                                  "give it another name")
@@ -108,10 +124,9 @@ class ReleaseLedger:
         fixed = np.zeros(table.cells.height, dtype=bool)
         ours = np.zeros(table.cells.height, dtype=bool)
         reasons: list[list[str]] = [[] for _ in range(table.cells.height)]
-        showings = [(pl.read_parquet(self.root / "releases" / e.file), get_profile(e.profile), e.name) for e in past]
-        new = release.table.cells.select(release.table.dim_names).with_columns(
-            shown=pl.Series(release.shown(), dtype=pl.String), status=pl.Series(release.status.astype(str)))
-        for frame, profile, name in [*showings, (new, release.profile, None)]:
+        showings = [(pl.read_parquet(self.root / "releases" / e.file), e.rules(), e.name) for e in past]
+        showings += [(showing(r), r.profile, name) for name, r in pending]
+        for frame, profile, name in [*showings, (showing(release), release.profile, None)]:
             cells = _locate(frame, index, table.dim_names)
             was = frame["status"].to_numpy()
             shown = was == SAFE
@@ -153,6 +168,13 @@ def _locate(frame: pl.DataFrame, index: pl.DataFrame, names: list[str]) -> np.nd
     return found.to_numpy().astype(np.int64)
 
 
+def showing(release: Release) -> pl.DataFrame:
+    """What a release shows, cell by cell: its dimensions, the shown text and the status."""
+    table = release.table
+    return table.cells.select(table.dim_names).with_columns(
+        shown=pl.Series(release.shown(), dtype=pl.String), status=pl.Series(release.status.astype(str)))
+
+
 def _entry(seq: int, details: dict) -> LedgerEntry:
     return LedgerEntry(seq, details["release_id"], details["name"], details["population"], details["profile"],
-                       details["dims"], details["file"], details["sha256"])
+                       details["dims"], details["file"], details["sha256"], details.get("profile_parameters"))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["PROFILES", "Profile", "get_profile"]
+__all__ = ["PROFILES", "Profile", "get_profile", "profile_from_parameters"]
 
 
 @dataclass(frozen=True)
@@ -67,3 +67,10 @@ def get_profile(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown rule profile {name!r}: choose one of {', '.join(PROFILES)}") from None
+
+
+def profile_from_parameters(parameters: dict) -> Profile:
+    """A profile from ``Profile.parameters()`` read back from JSON (a record, a ledger entry)."""
+    params = dict(parameters)
+    params["dominance"] = tuple(params["dominance"]) if params.get("dominance") else None
+    return Profile(**params)

@@ -35,7 +35,7 @@ STATUS_COLOURS = {SAFE: "#007f3b", PRIMARY: "#d5281b", SECONDARY: "#ffb81c"}
 def refuse_record_level(frame: pl.DataFrame, name: str, *, count: str | None = None) -> None:
     """Raise ``DisclosureFailed`` naming the column if ``frame`` is record-level rather than an
     aggregate: a column named like an identifier or pseudonym, a value shaped like one, or
-    (given the count column) cells that are mostly single people."""
+    (given the count column) non-empty cells that are mostly single people."""
     for column in frame.columns:
         if RECORD_LEVEL_NAMES.search(column):
             raise DisclosureFailed(f"{name}: column '{column}' is record-level (a pseudonym or identifier); "
@@ -47,8 +47,9 @@ def refuse_record_level(frame: pl.DataFrame, name: str, *, count: str | None = N
                                        "identifiers; aggregate outputs may not carry them")
     if count is not None and frame.height >= 20:
         counts = frame[count].cast(pl.Int64, strict=False).drop_nulls()
-        if counts.len() and (counts <= 1).mean() > 0.5:
-            raise DisclosureFailed(f"{name}: most cells of '{count}' hold one person or none: the table is "
+        counts = counts.filter(counts != 0)  # an empty cell is no one, not a person
+        if counts.len() >= 10 and (counts == 1).mean() > 0.5:
+            raise DisclosureFailed(f"{name}: most non-empty cells of '{count}' hold one person: the table is "
                                    "record-level; use coarser categories")
 
 

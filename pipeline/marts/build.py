@@ -84,6 +84,14 @@ def _build_person(con, as_of: dt.date, present: set[str]) -> None:
            if "stg_gp_prescribing" in present else "SELECT NULL::VARCHAR AS person_pid, 0 AS n WHERE false")
     asc = ("SELECT DISTINCT person_pid FROM linked_asc_clients WHERE person_pid IS NOT NULL"
            if "stg_asc_clients" in present else "SELECT NULL::VARCHAR AS person_pid WHERE false")
+    lo, hi = f"DATE '{as_of - dt.timedelta(days=365)}'", f"DATE '{as_of}'"
+    cost = (  # each service's weekly cost over the days it ran in the 12 months to the as-of date
+        "SELECT c.person_pid, sum(s.weekly_cost * greatest(date_diff('day', greatest(s.start_date, "
+        f"{lo}), least(coalesce(s.end_date, {hi}), {hi})), 0) / 7.0) AS cost "
+        "FROM (SELECT DISTINCT person_pid, client_id_pid FROM linked_asc_clients WHERE person_pid IS NOT NULL) c "
+        "JOIN (SELECT DISTINCT client_id_pid, service_id, start_date, end_date, weekly_cost FROM w.stg_asc_services) s "
+        "USING (client_id_pid) GROUP BY ALL"
+        if {"stg_asc_clients", "stg_asc_services"} <= present else "SELECT NULL::VARCHAR AS person_pid, 0 AS cost WHERE false")
     con.execute(f"""
         CREATE TABLE m.people AS
         SELECT i.person_id, s.age::INTEGER AS age, {age_band_sql('s.age')} AS age_band, s.gender,
@@ -98,6 +106,7 @@ def _build_person(con, as_of: dt.date, present: set[str]) -> None:
                coalesce(cs.n, 0)::BIGINT AS community_contacts_12m,
                coalesce(mh.n, 0)::BIGINT AS mh_contacts_12m,
                sc.person_pid IS NOT NULL AS social_care_client,
+               round(coalesce(asc_cost.cost, 0), 2)::DOUBLE AS social_care_cost_12m,
                coalesce(ltc.n, 0)::BIGINT AS ltc_count,
                coalesce(bnf.n, 0)::BIGINT AS bnf_chapters
         FROM w.spine s JOIN _mart_ids i USING (person_pid)
@@ -108,6 +117,7 @@ def _build_person(con, as_of: dt.date, present: set[str]) -> None:
         LEFT JOIN ({count('csds_contacts', 'contact_date')}) cs USING (person_pid)
         LEFT JOIN ({count('mhsds_contacts', 'contact_date')}) mh USING (person_pid)
         LEFT JOIN ({asc}) sc USING (person_pid)
+        LEFT JOIN ({cost}) asc_cost USING (person_pid)
         LEFT JOIN ({ltc}) ltc USING (person_pid)
         LEFT JOIN ({bnf}) bnf USING (person_pid)
         ORDER BY i.person_id

@@ -12,10 +12,8 @@ from functools import cache
 from pathlib import Path
 
 import yaml
-from open_data_contract_standard.model import OpenDataContractStandard
-from pydantic import ValidationError
 
-from pipeline.contracts.check import CONTRACT_SUFFIX, odcs_validator
+from pipeline.contracts.check import CONTRACT_SUFFIX, odcs_problems
 from pipeline.errors import ContractError
 
 __all__ = ["MartContract", "load_mart_contracts", "roles_of"]
@@ -34,25 +32,13 @@ class MartContract:
 
 
 def _load(path: Path) -> MartContract:
-    problems: list[str] = []
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    for err in odcs_validator().iter_errors(raw):
-        problems.append(f"{'.'.join(map(str, err.absolute_path)) or '(contract)'}: {err.message}")
-    try:
-        OpenDataContractStandard.model_validate(raw)
-    except ValidationError as exc:
-        problems += [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-    if raw.get("name") != path.name.removesuffix(CONTRACT_SUFFIX):
-        problems.append("name: must match the file name")
-    if raw.get("status") != "active":
-        problems.append("status: only an 'active' mart contract may be published")
+    problems = odcs_problems(raw, path, "mart")
     roles = [r for r in raw.get("roles") or [] if isinstance(r, dict)]
     readers = frozenset(r["role"] for r in roles if r.get("access") == "read")
     approvers = frozenset(r["role"] for r in roles if r.get("access") == "approve")
     if not readers:
         problems.append("roles: name at least one role with access: read")
-    if not approvers:
-        problems.append("roles: name the role that approves this mart (access: approve)")
     if problems:
         raise ContractError(f"mart contract {path.name} is not valid:\n  " + "\n  ".join(problems))
     tables = {t["name"]: tuple((p["name"], p.get("physicalType", "")) for p in t.get("properties", []))

@@ -4,14 +4,11 @@ flowing through the same tiers, packs and re-identification."""
 
 import datetime as dt
 import json
-import shutil
 
 import polars as pl
 import pytest
 
-from pipeline.audit import AuditLog
 from pipeline.errors import UserError
-from pipeline.keys import open_keystore
 from pipeline.linkage import open_warehouse, publish
 from pipeline.marts import run_query
 from pipeline.risk import (
@@ -20,30 +17,18 @@ from pipeline.risk import (
     packs_step,
     reidentify,
     score_step,
-    train_step,
     verify_pack,
 )
 from pipeline.risk.packs import latest_pack, public_key_of
-from pipeline.settings import Settings
 from tests.browser import render
+from tests.integration.conftest import stratified_copy
 from tests.leakscan import collect, scan
 
 
 @pytest.fixture(scope="module")
 def stratified(linked, tmp_path_factory):
     """A copy of the linked root, stratified: (settings, keystore, audit, trained, scored, packs)."""
-    settings0, _, _ = linked
-    root = tmp_path_factory.mktemp("stratified") / "data"
-    shutil.copytree(settings0.data_root, root)
-    settings = Settings(data_root=root, contracts_dir=settings0.contracts_dir, as_of=settings0.as_of,
-                        allow_synthetic_nhs_numbers=True)
-    keystore = open_keystore(settings, create_demo=True)
-    audit = AuditLog(settings.audit_log)
-    trained = train_step(settings, keystore, audit)
-    scored = score_step(settings, keystore, audit)
-    publish(settings, keystore, audit)
-    packs = packs_step(settings, keystore, audit)
-    return settings, keystore, audit, trained, scored, packs
+    return stratified_copy(linked, tmp_path_factory)
 
 
 def _registrations(settings) -> pl.DataFrame:

@@ -1,0 +1,298 @@
+"""Publishing the commissioning package from the real person mart of the small stratified
+population: the files, their agreement with counts made the obvious way, joint protection across
+the package's tables, the page in Chromium, the workbook, and security property 3 (nothing leaves
+without a passing audit; a crash or a failed audit leaves nothing partial; a re-run is one clean run)."""
+
+import hashlib
+import json
+import re
+import shutil
+import zipfile
+
+import polars as pl
+import pytest
+
+from pipeline.disclosure import TOTAL
+from pipeline.disclosure import publish as publish_module
+from pipeline.disclosure.ledger import ReleaseLedger
+from pipeline.disclosure.outputs import load_output_contract
+from pipeline.disclosure.publish import ledger_dir, publish, published_dir, verify_package
+from pipeline.errors import ContractError, DisclosureFailed, OutputTampered
+from pipeline.marts.query import open_marts
+from tests.browser import render
+from tests.integration.conftest import stratified_copy
+from tests.leakscan import collect, scan
+
+TABLES = ("people_by_ward_age_gender_tier", "long_term_conditions_by_ward", "emergency_admissions_by_practice_tier",
+          "social_care_cost_by_tier")
+
+
+@pytest.fixture(scope="module")
+def ready(linked, tmp_path_factory):
+    """A stratified copy (marts with tiers), nothing published yet."""
+    return stratified_copy(linked, tmp_path_factory, "publish")
+
+
+@pytest.fixture(scope="module")
+def published(ready):
+    settings, keystore, audit, *_ = ready
+    steps = []
+    result = publish(settings, keystore, audit, progress=steps.append)
+    return settings, keystore, audit, result, steps
+
+
+def _files(folder):
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _scored(settings, keystore) -> pl.DataFrame:
+    con, _ = open_marts(settings, keystore, "analyst")
+    try:
+        return con.execute("SELECT p.*, r.tier, r.registered_practice AS practice FROM people p "
+                           "JOIN risk_scores r USING (person_id) WHERE r.tier IS NOT NULL").pl()
+    finally:
+        con.close()
+
+
+def test_the_package_holds_every_table_and_verifies(published):
+    settings, _, audit, result, steps = published
+    assert steps == ["read-mart", *TABLES, "write-package"]
+    folder = result.folder
+    assert folder.parent == published_dir(settings) and not result.already_published
+    contract = load_output_contract(settings.contracts_dir, "commissioning")
+    for table in contract.tables:
+        frame = pl.read_csv(folder / f"{table.name}.csv", infer_schema=False)
+        assert tuple(frame.columns) == table.columns  # exactly the contract's columns, in order
+        record = json.loads((folder / "records" / f"{table.name}.json").read_text())
+        assert record["audit"]["passed"] and record["profile"]["name"] == "safehaven"
+        assert {f["name"] for f in record["files"]} == {f"{table.name}.csv", f"{result.package}.xlsx"}
+    assert {"index.html", "manifest.json", f"{result.package}.xlsx"} <= set(_files(folder))
+    assert verify_package(folder) == []
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".pending")]
+    events = [e for e in audit.entries() if e.event == "disclosure.published"]
+    assert len(events) == 1 and events[0].details["package"] == result.package
+    assert set(events[0].details["tables"]) == set(TABLES)
+
+
+def test_shown_numbers_are_the_true_counts_and_hidden_cells_are_the_small_ones(published):
+    """The fast path (tables, lattice, engines) against counts made the obvious way from the mart."""
+    settings, keystore, _, result, _ = published
+    people = _scored(settings, keystore)
+    shown = pl.read_csv(result.folder / "people_by_ward_age_gender_tier.csv", infer_schema=False)
+    truth = {}
+    for ward, age, gender, tier in people.select(pl.col("ward_code").fill_null("unknown"), "age_band",
+                                                 pl.col("gender").fill_null("unknown"), "tier").iter_rows():
+        for key in {(w, a, g, t) for w in (ward, TOTAL) for a in (age, TOTAL) for g in (gender, TOTAL)
+                    for t in (tier, TOTAL)}:
+            truth[key] = truth.get(key, 0) + 1
+    hidden = 0
+    for ward, age, gender, tier, value in shown.iter_rows():
+        true = truth.get((ward, age, gender, tier), 0)
+        if value == "*":
+            hidden += 1
+        else:
+            assert int(value) == true, (ward, age, gender, tier)
+        if 1 <= true <= 7:
+            assert value == "*", (ward, age, gender, tier)  # every small count is hidden
+    assert shown.filter(pl.col("ward_code") == TOTAL, pl.col("age_band") == TOTAL, pl.col("gender") == TOTAL,
+                        pl.col("risk_tier") == TOTAL)["people"].item() == str(people.height)
+    assert 0 < hidden < shown.height
+
+    cost = pl.read_csv(result.folder / "social_care_cost_by_tier.csv", infer_schema=False)
+    total = cost.filter(pl.col("risk_tier") == TOTAL, pl.col("age_band") == TOTAL)["social_care_cost_gbp"].item()
+    assert total == "*" or abs(int(total) - people["social_care_cost_12m"].sum()) <= people.height  # whole pounds
+    admissions = pl.read_csv(result.folder / "emergency_admissions_by_practice_tier.csv", infer_schema=False)
+    grand = admissions.filter(pl.col("practice") == TOTAL, pl.col("risk_tier") == TOTAL)["emergency_admissions"]
+    assert grand.item() in {"*", str(people["emergency_spells_12m"].sum())}
+
+
+def _check_percent(frame: pl.DataFrame) -> int:
+    """Every percent_of_ward is the shown count over the shown ward total; returns how many were checked."""
+    totals = dict(frame.filter(pl.col("long_term_conditions") == TOTAL).select("ward_code", "people").iter_rows())
+    checked = 0
+    for ward, _, people, percent in frame.select("ward_code", "long_term_conditions", "people",
+                                                 "percent_of_ward").iter_rows():
+        if people == "*":
+            assert percent == "*"
+        elif totals[ward] in {"*", "0"}:
+            assert percent == ""
+        else:
+            assert float(percent) == round(100 * int(people) / int(totals[ward]), 1)
+            checked += 1
+    return checked
+
+
+def test_percent_of_ward_is_derived_from_published_numbers_only(published):
+    _, _, _, result, _ = published
+    _check_percent(pl.read_csv(result.folder / "long_term_conditions_by_ward.csv", infer_schema=False))
+    # On a table where most cells are shown: the same rule, over many cells.
+    from pipeline.disclosure import (
+        PROFILES,
+        Dimension,
+        apply_primary,
+        build_table,
+        count_people,
+        protect,
+    )
+    from pipeline.disclosure.outputs import OutputTable
+
+    sizes = {("W1", "0"): 120, ("W1", "1"): 40, ("W1", "2"): 3, ("W2", "0"): 90, ("W2", "1"): 55, ("W2", "2"): 12,
+             ("W3", "0"): 70, ("W3", "1"): 30, ("W3", "2"): 25}
+    people = pl.DataFrame([(f"p{w}{b}{i}", w, b) for (w, b), n in sizes.items() for i in range(n)],
+                          schema=["person_id", "ward_code", "long_term_conditions"], orient="row")
+    dims = [Dimension.flat("ward_code", ["W1", "W2", "W3"]), Dimension.flat("long_term_conditions", ["0", "1", "2"])]
+    release = protect(apply_primary(build_table(count_people(people, dims), dims), PROFILES["safehaven"]))
+    table = OutputTable("ltc", "", ("ward_code", "long_term_conditions"), "people", "people", ("percent_of_ward",))
+    frame = publish_module._shown(table, release, dims)
+    assert frame.columns == ["ward_code", "long_term_conditions", "people", "percent_of_ward"]
+    assert frame.filter(pl.col("ward_code") == "W2", pl.col("long_term_conditions") == "1")["percent_of_ward"] \
+        .item() == "35.0"  # 55 of W2's 157
+    assert _check_percent(frame) >= 6
+    assert frame["ward_code"].to_list()[-4:] == [TOTAL] * 4  # each dimension's Total comes last
+
+
+def test_tables_of_one_population_are_protected_together(published):
+    """The LTC table shares the ward margins with the first table: it is audited jointly with it
+    (recorded in the ledger), so no ward total hidden in one can be read from the other."""
+    settings, _, _, result, _ = published
+    by_name = {t.name: t for t in result.tables}
+    first = by_name["people_by_ward_age_gender_tier"]
+    assert first.audited_with == []
+    assert by_name["long_term_conditions_by_ward"].audited_with == [f"{result.package}/{first.name}"]
+    entries = ReleaseLedger(ledger_dir(settings)).entries()
+    assert [e.name.split("/")[1] for e in entries] == list(TABLES)
+    one = pl.read_csv(result.folder / "people_by_ward_age_gender_tier.csv", infer_schema=False).filter(
+        pl.col("age_band") == TOTAL, pl.col("gender") == TOTAL, pl.col("risk_tier") == TOTAL)
+    two = pl.read_csv(result.folder / "long_term_conditions_by_ward.csv", infer_schema=False).filter(
+        pl.col("long_term_conditions") == TOTAL)
+    # A ward total shown by one is shown (the same number) by the other; hidden by one, hidden by both.
+    assert sorted(one.select("ward_code", "people").rows()) == sorted(two.select("ward_code", "people").rows())
+
+
+def test_a_rerun_changes_nothing_and_records_nothing_twice(published):
+    settings, keystore, audit, result, _ = published
+    before = _files(result.folder)
+    ledger = len(ReleaseLedger(ledger_dir(settings)).entries())
+    again = publish(settings, keystore, audit)
+    assert again.already_published and again.package == result.package
+    assert [t.name for t in again.tables] == list(TABLES)
+    assert _files(result.folder) == before
+    assert len(ReleaseLedger(ledger_dir(settings)).entries()) == ledger
+
+
+def test_the_page_opens_in_a_browser_with_a_chart_per_table(published, tmp_path):
+    _, _, _, result, _ = published
+    page = result.folder / "index.html"
+    text = page.read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text) and "<script" not in text
+    dom, png = render(page, tmp_path)
+    for name in TABLES:
+        assert f'id="{name}"' in dom
+    assert dom.count("<svg") == len(TABLES) and "passed" in dom and "OFFICIAL" in dom
+    assert len(png) > 20_000
+    record, _ = render(result.folder / "records" / f"{TABLES[0]}.html", tmp_path)
+    assert "passed" in record and "safehaven" in record
+
+
+def test_the_workbook_has_a_sheet_per_table_and_numbers_as_numbers(published):
+    _, _, _, result, _ = published
+    with zipfile.ZipFile(result.folder / f"{result.package}.xlsx") as book:
+        workbook = book.read("xl/workbook.xml").decode()
+        sheets = re.findall(r'<sheet name="([^"]+)"', workbook)
+        assert sheets == ["About", *(t[:31] for t in TABLES)]
+        first = book.read("xl/worksheets/sheet2.xml").decode()
+        strings = book.read("xl/sharedStrings.xml").decode()
+    assert re.search(r'<c r="E\d+" s="\d+"?><v>\d+</v></c>|<c r="E\d+"><v>\d+</v></c>', first)  # numeric cells
+    assert "<t>*</t>" in strings and "<t>Total</t>" in strings
+
+
+def test_nothing_in_the_package_or_the_ledger_holds_an_identifier(published):
+    settings, _, _, result, _ = published
+    ids = collect(settings.landing)
+    assert scan(result.folder, ids, skip=()) == []
+    assert scan(ledger_dir(settings), ids, skip=()) == []
+
+
+def test_a_failed_audit_publishes_nothing(ready, tmp_path_factory, monkeypatch, linked):
+    """Security property 3: with secondary suppression switched off, the audit finds the hidden
+    cells recoverable from the margins; nothing is written, the refusal is audited."""
+    settings, keystore, audit, *_ = stratified_copy(linked, tmp_path_factory, "publish-fail")
+    monkeypatch.setattr(publish_module, "protect", lambda release, method="cube": release)
+    with pytest.raises(DisclosureFailed, match="people_by_ward_age_gender_tier: .* hidden cell"):
+        publish(settings, keystore, audit)
+    folder = published_dir(settings)
+    assert not [p for p in folder.iterdir() if not p.name.startswith(".publish.lock")]
+    events = [e.event for e in audit.entries()]
+    assert "disclosure.refused" in events and "disclosure.published" not in events
+    assert not ReleaseLedger(ledger_dir(settings)).entries()
+
+
+def test_a_crash_while_writing_leaves_nothing_and_a_rerun_is_one_clean_run(linked, tmp_path_factory, monkeypatch,
+                                                                            published):
+    settings, keystore, audit, *_ = stratified_copy(linked, tmp_path_factory, "publish-crash")
+    real = publish_module._write_workbook
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(publish_module, "_write_workbook", crash)
+    with pytest.raises(OSError, match="disk full"):
+        publish(settings, keystore, audit)
+    assert not [p for p in published_dir(settings).iterdir() if p.name != ".publish.lock"]
+    assert "disclosure.published" not in [e.event for e in audit.entries()]
+    monkeypatch.setattr(publish_module, "_write_workbook", real)
+    result = publish(settings, keystore, audit)
+    assert verify_package(result.folder) == []
+    assert len(ReleaseLedger(ledger_dir(settings)).entries()) == len(TABLES)  # the crashed run's entries, once
+    # Same people, same mart contents: the same tables as the clean run on the other copy.
+    clean = published[3].folder
+    for name in TABLES:
+        assert (result.folder / f"{name}.csv").read_bytes() == (clean / f"{name}.csv").read_bytes(), name
+
+
+def test_a_changed_file_is_found_and_the_package_is_not_silently_rebuilt(linked, tmp_path_factory):
+    settings, keystore, audit, *_ = stratified_copy(linked, tmp_path_factory, "publish-tamper")
+    result = publish(settings, keystore, audit)
+    path = result.folder / f"{TABLES[1]}.csv"
+    path.write_text(path.read_text().replace("*", "3", 1))
+    assert verify_package(result.folder) == [f"{TABLES[1]}.csv: checksum differs from the manifest"]
+    with pytest.raises(OutputTampered, match="does not match its manifest"):
+        publish(settings, keystore, audit)
+
+
+def test_an_output_contract_with_a_record_level_column_is_refused(ready, tmp_path):
+    settings = ready[0]
+    contracts = tmp_path / "contracts"
+    shutil.copytree(settings.contracts_dir, contracts)
+    path = contracts / "outputs" / "commissioning.odcs.yaml"
+    path.write_text(path.read_text().replace("  - {name: ward_code, logicalType: string, physicalType: VARCHAR, "
+                                             "description: Electoral ward (unknown when not known).}",
+                                             "  - {name: person_id, logicalType: string, physicalType: VARCHAR}"))
+    with pytest.raises(ContractError, match="'person_id' is record-level"):
+        load_output_contract(contracts, "commissioning")
+
+
+def test_a_custom_profile_comes_from_the_output_contract(ready, tmp_path):
+    settings = ready[0]
+    contracts = tmp_path / "contracts"
+    shutil.copytree(settings.contracts_dir, contracts)
+    path = contracts / "outputs" / "commissioning.odcs.yaml"
+    path.write_text(path.read_text().replace("- {property: disclosureProfile, value: safehaven}",
+                                             "- {property: disclosureProfile, value: acro}\n"
+                                             "- {property: threshold, value: 12}"))
+    profile = load_output_contract(contracts, "commissioning").profile
+    assert profile.name == "commissioning-custom" and profile.threshold == 12 and profile.protection_width == 10
+    assert "acro@1.0.1" in profile.version and "commissioning@1.0.0" in profile.version
+    path.write_text(path.read_text().replace("value: acro", "value: nhs-hes-2018"))
+    with pytest.raises(ContractError, match="magnitude table under profile"):
+        load_output_contract(contracts, "commissioning")
+
+
+def test_the_recorded_release_reaudits_from_the_ledger(published):
+    """The ledger's copy of what was shown is what the package shows."""
+    settings, _, _, result, _ = published
+    entry = ReleaseLedger(ledger_dir(settings)).entries()[0]
+    kept = pl.read_parquet(ledger_dir(settings) / "releases" / entry.file)
+    csv = pl.read_csv(result.folder / f"{TABLES[0]}.csv", infer_schema=False)
+    assert sorted(kept.select(*csv.columns[:4], pl.col("shown").alias("people")).rows()) == sorted(csv.rows())
