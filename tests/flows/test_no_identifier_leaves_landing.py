@@ -2,8 +2,8 @@
 postcode from landing/ appears anywhere else under the data root (staging, manifests, audit
 log, Data Docs, validation results, Prefect's database: parameters, state messages, logs,
 artifacts), the warehouse and the marts (decrypted and read table by table), the linkage
-report, the model card, the saved models and the case-finding packs), except the keystore, which
-holds only keys."""
+report, the model card, the saved models, the case-finding packs, the published package (CSV,
+workbook contents, page, records) and the release ledger), except the keystore, which holds only keys."""
 
 import shutil
 import sqlite3
@@ -28,6 +28,8 @@ def test_nothing_identifying_outside_landing(demo_root):
     assert {"staging", "validation", "audit", "prefect", "synthetic-truth", "warehouse", "marts", "reports",
             "outputs"} <= zones
     assert list((demo_root / "outputs" / "case-finding").rglob("*.pack.json"))
+    assert list((demo_root / "outputs" / "published").rglob("*.xlsx"))  # the published package, workbook included
+    assert list((demo_root / "audit" / "disclosure" / "releases").glob("*.parquet"))  # the release ledger
     assert list((demo_root / "reports" / "models").glob("*.html")) and list((demo_root / "warehouse" / "models")
                                                                             .rglob("model.pkl"))
     assert any((demo_root / "prefect").glob("*.db"))
