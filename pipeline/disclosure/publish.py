@@ -342,6 +342,8 @@ def publish(settings, keystore, audit: AuditLog, *, contract: str = "commissioni
     population = f"{spec.source_mart}:{generation}:scored"
     root = published_dir(settings)
     with _package_lock(root):
+        for stale in root.glob(".pending-*"):  # left by a run killed while writing (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         people, reference, tiers = _read_people(settings, keystore, spec)
         package = f"{spec.name}-{reference}-{generation.removeprefix(f'{spec.source_mart}-')}"
         result = PublishResult(package, root / package, population, spec.profile.name, reference)

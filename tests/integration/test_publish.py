@@ -241,8 +241,12 @@ def test_a_crash_while_writing_leaves_nothing_and_a_rerun_is_one_clean_run(linke
         publish(settings, keystore, audit)
     assert not [p for p in published_dir(settings).iterdir() if p.name != ".publish.lock"]
     assert "disclosure.published" not in [e.event for e in audit.entries()]
+    killed = published_dir(settings) / f".pending-{published[3].package}-0badc0de"  # a run killed mid-write
+    (killed / "records").mkdir(parents=True)
+    (killed / "records" / "half.json").write_text("{")
     monkeypatch.setattr(publish_module, "_write_workbook", real)
     result = publish(settings, keystore, audit)
+    assert not killed.exists()
     assert verify_package(result.folder) == []
     assert len(ReleaseLedger(ledger_dir(settings)).entries()) == len(TABLES)  # the crashed run's entries, once
     # Same people, same mart contents: the same tables as the clean run on the other copy.
@@ -296,3 +300,13 @@ def test_the_recorded_release_reaudits_from_the_ledger(published):
     kept = pl.read_parquet(ledger_dir(settings) / "releases" / entry.file)
     csv = pl.read_csv(result.folder / f"{TABLES[0]}.csv", infer_schema=False)
     assert sorted(kept.select(*csv.columns[:4], pl.col("shown").alias("people")).rows()) == sorted(csv.rows())
+
+
+def test_publishing_before_stratify_is_a_clear_error(linked, tmp_path):
+    from pipeline.audit import AuditLog
+    from pipeline.errors import UserError
+
+    settings, keystore, _ = linked
+    with pytest.raises(UserError, match="run `safehaven stratify` before `safehaven publish`"):
+        publish(settings, keystore, AuditLog(tmp_path / "audit.jsonl"))
+    assert not [p for p in published_dir(settings).iterdir() if p.is_dir()]
