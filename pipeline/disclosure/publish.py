@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -71,6 +70,7 @@ from pipeline.disclosure.table import (
     count_people,
 )
 from pipeline.errors import DisclosureFailed, OutputTampered, UserError
+from pipeline.ingest.gate import sha256_file
 from pipeline.ingest.staging import write_json_atomic
 from pipeline.report import Page, stacked_bars
 
@@ -217,10 +217,6 @@ def _shown(table: OutputTable, release: Release, dims: list[Dimension]) -> pl.Da
     return _order(frame.drop("_n"), dims).select(table.columns)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _write_workbook(path: Path, built: list, meta: dict) -> None:
     import xlsxwriter
 
@@ -320,7 +316,7 @@ def _write_package(folder: Path, built: list, meta: dict) -> list[str]:
         write_json_atomic(folder / "records" / f"{table.name}.json", doc)
         (folder / "records" / f"{table.name}.html").write_text(render_record(doc), encoding="utf-8")
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-    meta["files"] = [{"name": f, "bytes": (folder / f).stat().st_size, "sha256": _sha256(folder / f)} for f in files]
+    meta["files"] = [{"name": f, "bytes": (folder / f).stat().st_size, "sha256": sha256_file(folder / f)} for f in files]
     write_json_atomic(folder / MANIFEST, meta)
     for path in folder.rglob("*"):
         if path.is_file():
@@ -397,7 +393,7 @@ def publish(settings, keystore, audit: AuditLog, *, contract: str = "commissioni
             "package": package, "contract": f"{spec.name} {spec.version}", "profile": spec.profile.name,
             "population": population, "tables": {t.name: {"cells": t.cells, "hidden": t.hidden,
                                                           "ledger_release": t.ledger_release} for t in result.tables},
-            "manifest_sha256": _sha256(result.folder / MANIFEST)})
+            "manifest_sha256": sha256_file(result.folder / MANIFEST)})
         step("write-package")
         return result
 
@@ -417,7 +413,7 @@ def _already(result: PublishResult, audit: AuditLog) -> PublishResult:
     if not any(e.event == "disclosure.published" and e.details.get("package") == result.package
                for e in audit.entries()):
         audit.append("disclosure.published", {"package": result.package, "population": result.population,
-                                              "manifest_sha256": _sha256(result.folder / MANIFEST),
+                                              "manifest_sha256": sha256_file(result.folder / MANIFEST),
                                               "completed_by_rerun": True})
     result.tables = [PackageTable(**t) for t in meta["tables"]]
     result.files = [f["name"] for f in meta["files"]]
@@ -450,7 +446,7 @@ def verify_package(folder: Path) -> list[str]:
     problems += [f"{name}: not in the manifest" for name in sorted(present - set(listed))]
     problems += [f"{name}: listed but missing" for name in sorted(set(listed) - present)]
     problems += [f"{name}: checksum differs from the manifest" for name in sorted(present & set(listed))
-                 if _sha256(folder / name) != listed[name]["sha256"]]
+                 if sha256_file(folder / name) != listed[name]["sha256"]]
     if problems:
         return problems
     profile = profile_from_parameters(meta["profile"]["parameters"])
