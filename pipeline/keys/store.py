@@ -152,19 +152,29 @@ class LocalKeystore:
 
     @contextlib.contextmanager
     def _changing(self):
-        """Change the keystore safely across instances and processes: under an exclusive
-        flock, re-read the file, let the caller change ``self._doc``, write it atomically."""
+        """Change the keystore safely across instances, threads and processes: under an
+        exclusive flock (one per open, so threads of one process exclude each other too),
+        re-read the file into a document of the caller's own, let the caller change it, write
+        it atomically. The caller's document, never the shared ``self._doc``, is written: a
+        thread reloading ``self._doc`` meanwhile must not make another thread's change vanish."""
         with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                self._reload()
-                yield self._doc
-                self._write(self.path, self._doc)
+                doc = self._read()
+                yield doc
+                self._write(self.path, doc)
+                self._doc = doc
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _reload(self) -> None:
-        self._doc = json.loads(self.path.read_text())
+    def _read(self) -> dict:
+        return json.loads(self.path.read_text())
+
+    def _reload(self) -> dict:
+        """Refresh ``self._doc`` from disk and return that snapshot (read it, not ``self._doc``,
+        which another thread may replace at any moment)."""
+        self._doc = doc = self._read()
+        return doc
 
     @staticmethod
     def _write(path: Path, doc: dict) -> None:
@@ -223,8 +233,8 @@ class LocalKeystore:
         """A random 32-byte data-encryption key for one dataset generation (e.g. a warehouse
         file), stored wrapped under the KEK. Random, not derived, so it can be destroyed on its
         own: destroying it crypto-shreds every copy of that generation."""
-        self._reload()  # another process may have created or destroyed it since we opened
-        entry = self._doc.get("data_keys", {}).get(name)
+        doc = self._reload()  # another process may have created or destroyed it since we opened
+        entry = doc.get("data_keys", {}).get(name)
         aad = f"safehaven-data-key:{name}".encode()
         if entry is None and create:
             with self._changing() as doc:
@@ -246,8 +256,7 @@ class LocalKeystore:
     def data_key_names(self, prefix: str = "", include_destroyed: bool = False) -> list[str]:
         """Names of the data-encryption keys starting with ``prefix`` (usable ones only,
         unless ``include_destroyed``)."""
-        self._reload()
-        return sorted(n for n, e in self._doc.get("data_keys", {}).items()
+        return sorted(n for n, e in self._reload().get("data_keys", {}).items()
                       if n.startswith(prefix) and (include_destroyed or e.get("status") != "destroyed"))
 
     def destroy_data_key(self, name: str, missing_ok: bool = False) -> None:

@@ -139,3 +139,23 @@ def test_two_keystore_handles_never_lose_each_others_keys(store):
         store.data_key("warehouse-g1")  # shredded through the other handle
     with pytest.raises(KeystoreError):
         store.data_key("warehouse-g1", create=True)  # a destroyed name is never issued again
+
+
+def test_threads_sharing_one_handle_never_lose_each_others_keys(store):
+    """Ingest creates staged-file keys from several threads through one keystore handle. A
+    thread reloading the handle's document while another writes must not drop the other's key
+    (it did once: a staged file was left with no key, unreadable)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"staged:feed/table/2024-{i:03d}__v1" for i in range(500)]
+
+    def make(name):
+        key = store.data_key(name, create=True)
+        store.data_key_names("staged:")  # reloads, as other readers do, in between
+        return key
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        made = dict(zip(names, pool.map(make, names), strict=True))
+    fresh = LocalKeystore(store.path, KeyEncryptionKey(passphrase="correct horse"))
+    assert fresh.data_key_names("staged:") == sorted(names)
+    assert all(fresh.data_key(name) == key for name, key in made.items())
