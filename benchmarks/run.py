@@ -151,14 +151,20 @@ def bench_link(population: int, repeats: int) -> dict:
             "evaluation": evaluation}
 
 
-def bench_stratify(population: int, repeats: int) -> dict:
-    """The stratify steps on the root ``bench_link`` left linked (one process per repeat)."""
+def _linked_root(population: int) -> Path:
+    """The population's root, linked (``bench_link`` leaves it so; built here if missing)."""
     root = WORK / f"synth-{population}"
     if not list((root / "warehouse").glob("*.duckdb")):
         if not (root / "landing").exists():
             child(["synth", str(population), str(root)])
         child(["stage", str(root)])
         child(["link", str(root)])
+    return root
+
+
+def bench_stratify(population: int, repeats: int) -> dict:
+    """The stratify steps on the root ``bench_link`` left linked (one process per repeat)."""
+    root = _linked_root(population)
     runs, peaks, info = [], [], {}
     for _ in range(repeats):
         _, peak, out = child(["stratify", str(root)])
@@ -172,6 +178,27 @@ def bench_stratify(population: int, repeats: int) -> dict:
             "packs": info["packs"], "chosen": info["chosen"], "auroc": info["auroc"],
             "calibration_slope": info["calibration_slope"],
             "features_to_floor_ratio": round(features / med["floor_scan"], 1) if med["floor_scan"] else None}
+
+
+def bench_retention(population: int, repeats: int) -> dict:
+    """Retention (clock moved to 2029-06-01) on a fresh copy of the linked root per repeat."""
+    root = _linked_root(population)
+    runs, peaks = [], []
+    for _ in range(repeats):
+        _, peak, out = child(["retain", str(root), str(WORK / "retain")])
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+        peaks.append(peak)
+    med = {k: round(statistics.median(r["seconds"][k] for r in runs), 2) for k in runs[0]["seconds"]}
+    floor = statistics.median(r["floor_copy_seconds"] for r in runs)
+    info = runs[0]
+    return {"population": population, "repeats": repeats, "median_seconds": med,
+            "floor_copy_median_seconds": round(floor, 2),
+            "rebuild_to_floor_ratio": round(med["rebuild warehouse"] / floor, 1) if floor else None,
+            "run_to_floor_ratio": round(med["run"] / floor, 1) if floor else None,
+            "warehouse_mb": info["warehouse_mb"], "records_before": info["records_before"],
+            "records_destroyed": info["records_destroyed"], "files_destroyed": info["files_destroyed"],
+            "keys_destroyed": info["keys_destroyed"], "verified": all(r["verified"] for r in runs),
+            "bytes_scanned": info["bytes_scanned"], "peak_rss_mb": round(max(peaks))}
 
 
 def bench_disclosure(scale: str, repeats: int) -> dict:
@@ -267,13 +294,23 @@ def table(results: dict) -> str:
                      f"cells {100 * r['hidden_people_share']:.1f}% vs {100 * r['plain_hidden_people_share']:.2f}%, "
                      f"{r['hidden_margins']:,} margins hidden (the plain rule hides none); the plain rule leaves "
                      f"{r['plain_recoverable_by_subtraction']:,} hidden cells recoverable by one subtraction{plain} |")
+    for r in results.get("retention", []):
+        m = r["median_seconds"]
+        lines.append(f"| retention, {r['population']:,} people, clock moved to 2029-06-01 ({r['records_destroyed']:,} of "
+                     f"{r['records_before']:,} staged records due, {r['files_destroyed']:,} files, {r['keys_destroyed']:,} "
+                     f"keys) | rebuild of the {r['warehouse_mb']:,} MB warehouse under a new key {m['rebuild warehouse']} s "
+                     f"vs plain encrypted copy {r['floor_copy_median_seconds']} s: **{r['rebuild_to_floor_ratio']}x**; "
+                     f"whole run {m['run']} s ({r['run_to_floor_ratio']}x; marts {m['rebuild marts']} s, files "
+                     f"{m['destroy files']} s, verification scan of {r['bytes_scanned'] / 2**20:,.0f} MB {m['verify']} s), "
+                     f"median of {r['repeats']}; peak RSS {r['peak_rss_mb']:,} MB; verified: "
+                     f"{'yes' if r['verified'] else 'NO'} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small populations, one repeat")
-    parser.add_argument("--only", choices=["link", "stratify", "disclosure"],
+    parser.add_argument("--only", choices=["ingest", "link", "stratify", "retention", "disclosure"],
                         help="run one group; other results are kept from latest.json")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -295,7 +332,8 @@ def main() -> None:
         return
     if args.only:
         results = json.loads((RESULTS / "latest.json").read_text()) | {"when": results["when"]}
-        groups = {"link": bench_link, "stratify": bench_stratify}
+        groups = {"ingest": bench_ingest, "link": bench_link, "stratify": bench_stratify,
+                  "retention": bench_retention}
         results[args.only] = []
         for population, repeats in sizes:
             print(f"{args.only}, {population:,} people ...", flush=True)
@@ -322,6 +360,10 @@ def main() -> None:
     for population, repeats in sizes:
         print(f"stratify: features, training, scoring, {population:,} people ...", flush=True)
         results["stratify"].append(bench_stratify(population, repeats))
+    results["retention"] = []
+    for population, repeats in sizes:
+        print(f"retention: rebuild, shred, verify, {population:,} people ...", flush=True)
+        results["retention"].append(bench_retention(population, repeats))
     results["disclosure"] = []
     for scale, repeats in disclosure_runs:
         print(f"disclosure control, {scale} ...", flush=True)

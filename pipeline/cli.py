@@ -8,6 +8,7 @@ and exit with the error's code; anything unexpected prints a redacted traceback.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipeline.audit import AuditLog
-from pipeline.errors import SafehavenError, UserError, exit_code_for
+from pipeline.errors import DestructionUnverified, SafehavenError, UserError, exit_code_for
 from pipeline.logs import install_redaction, redact
 from pipeline.settings import Settings, load_settings
 
@@ -34,6 +35,9 @@ disclosure_app = typer.Typer(no_args_is_help=True, help="Disclosure control: che
 app.add_typer(disclosure_app, name="disclosure")
 packs_app = typer.Typer(no_args_is_help=True, help="Case-finding packs: verify them, get the signing public key.")
 app.add_typer(packs_app, name="packs")
+retain_app = typer.Typer(no_args_is_help=True, help="Retention: what is due, destroy it under approved policies, "
+                         "prove it.")
+app.add_typer(retain_app, name="retain")
 
 _WIDTH = None if sys.stdout.isatty() else 120  # logs and CI get readable tables too
 console = Console(highlight=False, width=_WIDTH)
@@ -547,6 +551,135 @@ def _publish(settings: Settings, contract: str, method: str = "cube") -> dict:
     console.print(f"{state}: {result['folder']}/ (index.html, a CSV per table, the workbook, records/, "
                   "manifest.json)")
     return result
+
+
+# retain ---------------------------------------------------------------------------------
+RetainAsOf = Annotated[
+    dt.datetime | None,
+    typer.Option("--as-of", formats=["%Y-%m-%d"], help="Act as if today were this date (default today): see what "
+                 "that day would destroy."),
+]
+
+
+@retain_app.command("plan")
+def retain_plan(as_of: RetainAsOf = None, data_root: DataRoot = None,
+                every: Annotated[bool, typer.Option("--all", help="List every item, not one line per feed "
+                                                    "and kind.")] = False,
+                as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False) -> None:
+    """List what is due for destruction, with the policy and approver; change nothing."""
+    from pipeline.keys import open_keystore
+    from pipeline.retention.plan import make_plan
+
+    settings = _settings(data_root, as_of=as_of)
+    keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
+    plan = make_plan(settings, keystore, settings.today())
+    if as_json:
+        sys.stdout.write(json.dumps({"as_of": plan.as_of.isoformat(), "items": [i.to_dict() for i in plan.items],
+                                     "totals": plan.totals()}, indent=2) + "\n")
+        return
+    _print_policies(plan)
+    table = Table(title=f"Due on {plan.as_of} ({len(plan.due())} to destroy, {len(plan.reported())} reported only)")
+    for col in ("feed", "what", "status", "rows", "files", "period", "rule / reason"):
+        table.add_column(col, justify="right" if col in {"rows", "files"} else "left")
+    colour = {"due": "red", "held": "yellow", "not-approved": "magenta", "waiting": "cyan"}
+    for row in _plan_rows(plan.items, every):
+        table.add_row(row["feed"], row["what"], f"[{colour[row['status']]}]{row['status']}[/]", f"{row['rows']:,}",
+                      f"{row['files']:,}", row["period"], row["why"])
+    console.print(table)
+    if not plan.items:
+        console.print(f"Nothing is due on {plan.as_of}.")
+
+
+def _print_policies(plan) -> None:
+    table = Table(title="Retention policies (from the feed contracts)")
+    for col in ("feed", "policy", "approved by", "reference", "status"):
+        table.add_column(col)
+    for name, p in sorted(plan.policies.items()):
+        status = {"due": "[green]approved[/]", "held": "[yellow]legal hold[/]",
+                  "not-approved": "[magenta]not approved[/]"}[p.status]
+        table.add_row(name, p.describe() or p.reason(), p.approver, p.approval_reference, status)
+    console.print(table)
+
+
+def _plan_rows(items, every: bool) -> list[dict]:
+    groups: dict[tuple, dict] = {}
+    for item in items:
+        key = (item.feed, item.kind, item.status, item.target if every else "")
+        g = groups.setdefault(key, {"feed": item.feed, "what": item.target if every else item.kind,
+                                    "status": item.status, "rows": 0, "files": 0, "from": [], "to": [],
+                                    "why": item.reason or item.rule})
+        g["rows"] += item.rows
+        g["files"] += item.files
+        g["from"] += [item.period_from] if item.period_from else []
+        g["to"] += [item.period_to] if item.period_to else []
+    for g in groups.values():
+        g["period"] = f"{min(g['from'])} to {max(g['to'])}" if g["from"] else ""
+    return sorted(groups.values(), key=lambda g: (g["status"] != "due", g["feed"], g["what"]))
+
+
+@retain_app.command("run")
+def retain_run(as_of: RetainAsOf = None, data_root: DataRoot = None) -> None:
+    """Destroy what is due under approved policies, verify, and write a signed certificate."""
+    settings = _settings(data_root, as_of=as_of)
+    result = _retain(settings)
+    if result.get("nothing_due"):
+        console.print(f"Nothing is due on {settings.today()}; {result['reported']} item(s) reported, not destroyed.")
+        return
+    from pipeline.retention.certificate import certificates_dir
+
+    folder = certificates_dir(settings)
+    console.print(f"Certificate {result['certificate']}: {result['totals']['records']:,} warehouse records and "
+                  f"{result['totals']['files']:,} files destroyed, {result['keys_destroyed']:,} keys destroyed, "
+                  f"verification {'[green]passed[/]' if result['verification'] else '[red]FAILED[/]'}.")
+    console.print(f"  {folder / (result['certificate'] + '.html')}")
+    if result["reported"]:
+        console.print(f"{result['reported']} item(s) were not destroyed (legal hold, no approved policy, or waiting); "
+                      "see 'safehaven retain plan'.")
+
+
+def _retain(settings: Settings) -> dict:
+    """Run the Prefect ``retain`` flow (ephemeral server unless PREFECT_API_URL is set)."""
+    from pipeline.flows import prefect_environment
+    from pipeline.retention.run import RUN_STEPS
+
+    _export_to_flow(settings)
+    prefect_environment(settings)
+    from pipeline.flows.retain import retain_flow
+
+    return _with_progress("retain", RUN_STEPS, lambda: retain_flow(
+        data_root=str(settings.data_root.resolve()), as_of=settings.today().isoformat()))
+
+
+@retain_app.command("verify")
+def retain_verify(as_of: RetainAsOf = None, data_root: DataRoot = None) -> None:
+    """Re-check every certificate (signature, audit log, keys, files) and what is overdue now."""
+    from pipeline.keys import open_keystore
+    from pipeline.retention.plan import make_plan
+    from pipeline.retention.run import journal_path
+    from pipeline.retention.verify import verify_certificates
+
+    settings = _settings(data_root, as_of=as_of)
+    keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
+    rows = verify_certificates(settings, keystore, AuditLog(settings.audit_log))
+    table = Table(title="Certificates of destruction")
+    for col in ("certificate", "as of", "records", "files", "keys", "check"):
+        table.add_column(col, justify="right" if col in {"records", "files", "keys"} else "left")
+    for r in rows:
+        table.add_row(r["certificate"], str(r.get("as_of") or ""), f"{r.get('rows') or 0:,}", f"{r.get('files') or 0:,}",
+                      f"{r.get('keys') or 0:,}", "[green]ok[/]" if not r["problems"] else "[red]" + "; ".join(
+                          r["problems"]) + "[/]")
+    console.print(table)
+    due = make_plan(settings, keystore, settings.today()).due()
+    if due:
+        console.print(f"{len(due)} item(s) are due on {settings.today()} and not yet destroyed: run "
+                      "'safehaven retain run'.")
+    if journal_path(settings).exists():
+        console.print("[yellow]A retention run was interrupted: run 'safehaven retain run' to finish it.[/]")
+    bad = [r for r in rows if r["problems"]]
+    if bad:
+        raise DestructionUnverified(f"{len(bad)} of {len(rows)} certificate(s) do not check out: "
+                                    f"{bad[0]['certificate']}: {bad[0]['problems'][0]}")
+    console.print(f"{len(rows)} certificate(s) check out.")
 
 
 # disclosure -----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ __all__ = [
     "ContractExpired",
     "DeliveryError",
     "DeliveryQuarantined",
+    "DestructionUnverified",
     "DisclosureFailed",
     "KeyMismatch",
     "KeystoreError",
@@ -137,6 +138,13 @@ class OutputTampered(DisclosureFailed):
     """A published package no longer matches its manifest (a file changed, added or removed)."""
 
     exit_code = 71
+
+
+class DestructionUnverified(UserError):
+    """A destruction certificate does not check out, or the scan found a destroyed record
+    still readable: what was certified as gone may not be."""
+
+    exit_code = 72
 
 
 class TransientError(SafehavenError):

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         "polars",
         description="Rule engine at the gate: polars (fast, streaming) or gx (the reference engine).",
     )
+    retain_cron: str = Field("30 2 * * *", description="When the retain flow runs (cron; daily by default).")
+    schedule_timezone: str = Field("Europe/London", description="Time zone of every schedule.")
+    operator: str | None = Field(None, description="Who destruction certificates say ran retention (default: the OS user).")
     kek: SecretStr | None = Field(
         None, description="Key-encryption key for the keystore: 32 bytes as hex or base64 (secret)."
     )

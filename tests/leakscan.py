@@ -18,6 +18,8 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.ingest.staging import read_staged
+
 # Whole tokens only: a run of digits inside a hex hash is not an NHS number or a date.
 NHS_LIKE = re.compile(r"(?<![0-9A-Za-z])\d{3}[ -]?\d{3}[ -]?\d{4}(?![0-9A-Za-z])")
 DATE_LIKE = re.compile(r"(?<![0-9A-Za-z])(?:\d{8}|\d{2}/\d{2}/\d{4}|\d{4}-\d{2}-\d{2})(?![0-9A-Za-z])")
@@ -96,12 +98,18 @@ def _duckdb_texts(path: Path, keystore):
         con.close()
 
 
-def _texts_of(path: Path, keystore=None):
+def _texts_of(path: Path, keystore=None, root: Path | None = None):
     if path.suffix == ".duckdb":
         yield from _duckdb_texts(path, keystore)
         return
     if path.suffix == ".parquet":
-        frame = pl.read_parquet(path)
+        staging = root / "staging" if root is not None else None
+        if staging is not None and staging in path.parents:  # staged files are encrypted, one key each
+            if keystore is None:
+                raise ValueError(f"{path} is an encrypted staged file: pass the keystore to read it")
+            frame = pl.from_arrow(read_staged(staging, path, keystore))
+        else:
+            frame = pl.read_parquet(path)
         for col in frame.columns:
             yield frame[col].cast(pl.String).drop_nulls().str.join("\n").item() if frame.height else ""
         yield "\n".join(frame.columns)
@@ -129,7 +137,7 @@ def _texts_of(path: Path, keystore=None):
 def scan(root: Path, ids: Identifiers, skip: tuple[str, ...] = ("landing", "keys"), keystore=None,
          ) -> list[tuple[str, str]]:
     """(file, what) for every identifier from landing found under ``root`` outside ``skip``
-    (DuckDB files decrypted with ``keystore``)."""
+    (DuckDB files and staged Parquet decrypted with ``keystore``)."""
     found = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
@@ -137,6 +145,6 @@ def scan(root: Path, ids: Identifiers, skip: tuple[str, ...] = ("landing", "keys
             continue
         if path.name.endswith(("-wal", "-shm", ".duckdb.wal")):
             continue  # journals: the database itself is read through its engine
-        for text in _texts_of(path, keystore):
+        for text in _texts_of(path, keystore, root):
             found += [(str(rel), hit) for hit in hits_in_text(text, ids)]
     return found

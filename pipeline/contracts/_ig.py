@@ -121,6 +121,50 @@ class DeliveryCadence(_Model):
     maxAgeDays: int = Field(gt=0)
 
 
+class Period(_Model):
+    """A length of time: ``value`` days, months or years."""
+
+    value: int = Field(gt=0)
+    unit: Literal["d", "m", "y"]
+
+    def before(self, day: dt.date) -> dt.date:
+        """The date this period before ``day`` (calendar months and years; 29 February -> 28th)."""
+        months = {"d": 0, "m": self.value, "y": 12 * self.value}[self.unit]
+        if not months:
+            return day - dt.timedelta(days=self.value)
+        total = day.year * 12 + day.month - 1 - months
+        year, month = divmod(total, 12)
+        month += 1
+        last = (dt.date(year + (month == 12), month % 12 + 1, 1) - dt.timedelta(days=1)).day
+        return dt.date(year, month, min(day.day, last))
+
+    def describe(self) -> str:
+        word = {"d": "day", "m": "month", "y": "year"}[self.unit]
+        return f"{self.value} {word}{'s' if self.value != 1 else ''}"
+
+
+class LegalHold(_Model):
+    """A hold that suspends every destruction of the feed's data while it is in force."""
+
+    reference: str = Field(min_length=3)
+    reason: str = Field(min_length=10)
+    placedBy: str = Field(min_length=3)
+    placed: dt.date
+    lifted: dt.date | None = None
+
+    def in_force(self, day: dt.date) -> bool:
+        return self.placed <= day and (self.lifted is None or self.lifted > day)
+
+
+class RetentionPolicy(_Model):
+    """How long each copy of the feed's data is kept; records in the warehouse follow the
+    contract's ``slaProperties`` retention (rolling, by activity date)."""
+
+    landing: Period  # raw deliveries, after successful ingest
+    staging: Period  # staged files, after they are loaded into the warehouse
+    legalHolds: list[LegalHold] = Field(default_factory=list)
+
+
 class FeedIG(_Model):
     """Every IG fact a feed's contract must declare."""
 
@@ -135,6 +179,7 @@ class FeedIG(_Model):
     destruction: Destruction
     approval: Approval
     deliveryCadence: DeliveryCadence
+    retentionPolicy: RetentionPolicy
 
 
 #: The contract-level IG properties, in the order ``FeedIG`` declares them.

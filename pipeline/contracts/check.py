@@ -240,6 +240,11 @@ class _Checker:
                     f"customProperties[property={name}].value.appliedAt",
                     "must be 'ingest' when the opt-out applies and 'not-applied' when it does not",
                 )
+        kept = ig.retentionPolicy
+        if kept.staging.before(self.as_of) > kept.landing.before(self.as_of):
+            self.report("customProperties[property=retentionPolicy].value.staging",
+                        "staged files must be kept at least as long as raw deliveries, or a re-ingest "
+                        "could stage again what retention destroyed")
         if ig.approval.date > self.as_of:
             self.report("customProperties[property=approval].value.date", "approval is dated in the future")
         if law.basis is CommonLawBasis.NOT_APPLICABLE and ig.feedKind is not FeedKind.REFERENCE:

@@ -28,13 +28,11 @@ from what it shows alone.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import os
 import shutil
 import uuid
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +68,7 @@ from pipeline.disclosure.table import (
     count_people,
 )
 from pipeline.errors import DisclosureFailed, OutputTampered, UserError
+from pipeline.fsutil import fsync_path, lock_or_fail
 from pipeline.ingest.gate import sha256_file
 from pipeline.ingest.staging import write_json_atomic
 from pipeline.report import Page, stacked_bars
@@ -121,18 +120,9 @@ def publish_steps(contract: OutputContract) -> tuple[str, ...]:
     return ("read-mart", *(t.name for t in contract.tables), "write-package")
 
 
-@contextmanager
 def _package_lock(folder: Path):
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".publish.lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError("another publish is running on this data root; try again when it ends") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return lock_or_fail(folder / ".publish.lock",
+                        UserError("another publish is running on this data root; try again when it ends"))
 
 
 def _read_people(settings, keystore, contract: OutputContract) -> tuple[pl.DataFrame, str, list[str]]:
@@ -387,7 +377,7 @@ def publish(settings, keystore, audit: AuditLog, *, contract: str = "commissioni
             os.replace(scratch, result.folder)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        _fsync_dir(root)
+        fsync_path(root)
         result.tables = [PackageTable(**t) for t in meta["tables"]]
         audit.append("disclosure.published", {
             "package": package, "contract": f"{spec.name} {spec.version}", "profile": spec.profile.name,
@@ -419,14 +409,6 @@ def _already(result: PublishResult, audit: AuditLog) -> PublishResult:
     result.files = [f["name"] for f in meta["files"]]
     result.already_published = True
     return result
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def verify_package(folder: Path) -> list[str]:

@@ -40,6 +40,8 @@ from pipeline.ingest.staging import (
     ParquetOut,
     pin_linkage_key,
     read_manifest,
+    read_staged,
+    staged_key_name,
     staged_paths,
     write_json_atomic,
 )
@@ -90,6 +92,7 @@ class Ingestor:
         self.settings = settings
         self.audit = audit or AuditLog(settings.audit_log)
         self.gate = ValidationGate(settings, self.audit)
+        self.keystore = keystore
         active = keystore.active_version()
         previous = [v for v in keystore.usable_versions() if v < active]
         self.keys = FirewallKeys(
@@ -197,12 +200,13 @@ class Ingestor:
             lookup = self._postcode_lookup() if any(c.action == "postcode-geography" for c in table.columns) else None
             firewall = Firewall(table, feed, self.keys, lookup=lookup, opt_outs=opt_outs,
                                 allow_test_range=self.settings.allow_synthetic_nhs_numbers)
-        out = ParquetOut(paths.parquet)
+        out = ParquetOut(paths.parquet, self._file_key(paths.parquet))
         bridge_out = None
         if firewall and self.keys.linkage_previous is not None:
             bridge_dir = (self.settings.staging / "_bridges" /
                           f"{self.keys.linkage_previous.key_id}__to__{self.keys.linkage.key_id}".replace("/", "-"))
-            bridge_out = ParquetOut(bridge_dir / f"{delivery.slug}.parquet")
+            bridge_path = bridge_dir / f"{delivery.slug}.parquet"
+            bridge_out = ParquetOut(bridge_path, self._file_key(bridge_path))
 
         def abort():
             out.abort()
@@ -266,7 +270,8 @@ class Ingestor:
             "version": delivery.version,
             "contract": {"id": f"safehaven-{feed.replace('_', '-')}", "name": contract.name, "version": contract.version},
             "input": {"file": path.name, "sha256": digest, "bytes": path.stat().st_size},
-            "output": {"file": paths.parquet.name, "sha256": sha256_file(paths.parquet), "rows": out.rows},
+            "output": {"file": paths.parquet.name, "sha256": sha256_file(paths.parquet), "rows": out.rows,
+                       "key": staged_key_name(self.settings.staging, paths.parquet)},
             "rows_in": counts["rows_in"],
             "rows_out": counts["rows_out"],
             "counts": counts,
@@ -297,6 +302,10 @@ class Ingestor:
         """The ingest result for a delivery the gate quarantined."""
         return IngestResult(result.delivery_id, result.feed, result.file, "quarantined", result.rows, 0,
                             round(time.perf_counter() - started, 3), reasons=list(result.reasons))
+
+    def _file_key(self, parquet: Path) -> bytes:
+        """The staged file's own data-encryption key (created on first use)."""
+        return self.keystore.data_key(staged_key_name(self.settings.staging, parquet), create=True)
 
     def _mark_done(self, delivery: Delivery, manifest: Path) -> None:
         """Mark the raw delivery as ingested, for retention (no identifiers in the marker)."""
@@ -374,7 +383,8 @@ class Ingestor:
                     f"{max_age}. Refusing to stage '{contract.name}' until a current list is ingested"
                 )
             staged = self.settings.staging / feed / table / latest["output"]["file"]
-            sets[name] = pl.read_parquet(staged, columns=["person_pid"])["person_pid"].drop_nulls().unique()
+            frame = pl.from_arrow(read_staged(self.settings.staging, staged, self.keystore, columns=["person_pid"]))
+            sets[name] = frame["person_pid"].drop_nulls().unique()
             info[name] = {"delivery": latest["delivery"], "age_days": age, "entries": sets[name].len()}
         return sets, info
 

@@ -5,6 +5,12 @@
     staging/_keys.json                                           (the linkage key staging is pinned to)
     staging/_bridges/<old key>__to__<new key>/...parquet         (old-to-new pseudonyms, rotation)
 
+Every staged Parquet file is encrypted (Parquet modular encryption, AES-GCM, footer and every
+column) under its own random data-encryption key, held wrapped in the keystore as
+``staged:<path under staging without .parquet>``. One key per file is one key per dataset
+generation: retention destroys a staged delivery by deleting the file and destroying its key,
+which also makes any copy of the file unreadable. ``read_staged`` and ``staged_reader`` decrypt.
+
 Writes are atomic: a temporary file in the same folder, fsynced, then renamed. A crash leaves
 at most a temporary file (removed on the next run) or a Parquet file with no manifest (redone):
 never a half-written file under its final name. Re-ingesting a delivery whose manifest names
@@ -23,12 +29,49 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pyarrow.parquet.encryption as pqe
 
 from pipeline.errors import KeyMismatch
 from pipeline.ingest.deliveries import Delivery
 from pipeline.keys import DomainKey
 
-__all__ = ["ParquetOut", "StagedPaths", "pin_linkage_key", "read_manifest", "staged_paths", "write_json_atomic"]
+__all__ = ["ParquetOut", "StagedPaths", "pin_linkage_key", "read_manifest", "read_staged", "staged_key_name",
+           "staged_paths", "staged_reader", "write_json_atomic"]
+
+STAGED_KEY_PREFIX = "staged:"
+
+
+def staged_key_name(staging: Path, parquet: Path) -> str:
+    """The keystore name of a staged file's data-encryption key (a path, never data)."""
+    return STAGED_KEY_PREFIX + Path(parquet).relative_to(staging).with_suffix("").as_posix()
+
+
+def _decryption(staging: Path, parquet: Path, keystore) -> pq.FileDecryptionProperties:
+    return pqe.create_decryption_properties(keystore.data_key(staged_key_name(staging, parquet)))
+
+
+def read_staged(staging: Path, parquet: Path, keystore, columns: list[str] | None = None) -> pa.Table:
+    """A staged file, decrypted (raises ``KeystoreError`` once its key is destroyed)."""
+    return pq.read_table(parquet, columns=columns, decryption_properties=_decryption(staging, parquet, keystore))
+
+
+def staged_reader(staging: Path, parquet: Path, keystore, extra: dict | None = None,
+                  batch_rows: int = 256_000) -> pa.RecordBatchReader:
+    """A streaming reader over a staged file, decrypted, with constant ``extra`` columns added
+    (DuckDB reads it without the key ever reaching SQL text)."""
+    source = pq.ParquetFile(parquet, decryption_properties=_decryption(staging, parquet, keystore))
+    extra = extra or {}
+    schema = source.schema_arrow
+    for name, value in extra.items():
+        schema = schema.append(pa.field(name, pa.scalar(value).type))
+
+    def batches():
+        for batch in source.iter_batches(batch_size=batch_rows):
+            arrays = batch.columns + [pa.array([value] * batch.num_rows, type=schema.field(name).type)
+                                      for name, value in extra.items()]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 class StagedPaths:
@@ -78,8 +121,9 @@ class ParquetOut:
 
     _STOP = object()
 
-    def __init__(self, final: Path):
+    def __init__(self, final: Path, key: bytes):
         self.final = Path(final)
+        self._encryption = pqe.create_encryption_properties(key)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         # Leftovers of a crashed run of this same delivery (other deliveries of the table may be
         # being written next to it right now, so only this file's own temporaries go).
@@ -98,7 +142,8 @@ class ParquetOut:
         try:
             while (table := self._queue.get()) is not self._STOP:
                 if writer is None:
-                    writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
+                    writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd",
+                                              encryption_properties=self._encryption)
                 writer.write_table(table)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller on write or commit
             self._error = exc
@@ -126,7 +171,8 @@ class ParquetOut:
         self._thread.join()
         self._raise()
         if self._schema is None:
-            pq.write_table(pa.Table.from_pylist([], schema=empty_schema or pa.schema([])), self.tmp)
+            pq.write_table(pa.Table.from_pylist([], schema=empty_schema or pa.schema([])), self.tmp,
+                           encryption_properties=self._encryption)
         with open(self.tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(self.tmp, self.final)

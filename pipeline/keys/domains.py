@@ -35,6 +35,7 @@ class KeyDomain(StrEnum):
     REIDENTIFICATION = "riskstrat/reidentification"  # GP list-match requests
     CASE_FINDING = "riskstrat/case-finding"  # person pseudonyms in case-finding packs
     PACK_SIGNING = "riskstrat/pack-signing"  # seed of the Ed25519 key that signs case-finding packs
+    CERTIFICATE_SIGNING = "retention/certificate-signing"  # seed of the Ed25519 key that signs destruction certificates
     AUDIT = "audit/hashing"  # hashing values the audit log must refer to
     STORAGE = "storage/data-encryption"  # data-encryption keys per dataset generation
 

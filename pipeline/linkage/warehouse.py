@@ -6,6 +6,8 @@ destroys every copy of the generation). The key is passed to DuckDB as a bound p
 in SQL text. Encrypted writes need DuckDB's OpenSSL provider: the httpfs extension from the
 ``duckdb-extension-httpfs`` wheel is loaded from disk, never downloaded.
 
+Staged files are encrypted per file; loading decrypts them in this process (``staged_reader``).
+
 Loading is incremental and idempotent. ``_loads`` records every delivery loaded (feed, table,
 period, version, manifest hash); loading it again is a no-op; a new version of the same feed,
 table and period replaces the old one's rows in one transaction. The warehouse records the
@@ -23,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from pipeline.errors import KeyMismatch, TransientError
-from pipeline.ingest.staging import read_manifest, write_json_atomic
+from pipeline.ingest.staging import read_manifest, staged_reader, write_json_atomic
 
-__all__ = ["LoadResult", "Warehouse", "connect", "httpfs_extension"]
+__all__ = ["BOOKKEEPING_DDL", "LoadResult", "Warehouse", "connect", "httpfs_extension"]
 
 
 def httpfs_extension() -> Path:
@@ -46,6 +49,14 @@ def connect() -> duckdb.DuckDBPyConnection:
     con.execute(f"LOAD '{httpfs_extension()}'")
     return con
 
+
+#: The warehouse's own bookkeeping: deliveries loaded, and the linkage key it holds.
+BOOKKEEPING_DDL = (
+    """CREATE TABLE IF NOT EXISTS _loads (
+        delivery VARCHAR PRIMARY KEY, feed VARCHAR, tbl VARCHAR, period VARCHAR, version INTEGER,
+        manifest_sha256 VARCHAR, rows BIGINT, loaded_at TIMESTAMP, superseded_by VARCHAR)""",
+    "CREATE TABLE IF NOT EXISTS _meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+)
 
 #: Writer locks this process holds: path -> [open file, depth].
 _HELD: dict[str, list] = {}
@@ -132,10 +143,8 @@ class Warehouse:
                 raise TransientError("the warehouse is open in another process (one writer at a time)") from None
             raise
         con.execute("USE w")
-        con.execute("""CREATE TABLE IF NOT EXISTS _loads (
-            delivery VARCHAR PRIMARY KEY, feed VARCHAR, tbl VARCHAR, period VARCHAR, version INTEGER,
-            manifest_sha256 VARCHAR, rows BIGINT, loaded_at TIMESTAMP, superseded_by VARCHAR)""")
-        con.execute("CREATE TABLE IF NOT EXISTS _meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        for ddl in BOOKKEEPING_DDL:
+            con.execute(ddl)
         return con
 
     # Loading ------------------------------------------------------------------------------
@@ -166,7 +175,7 @@ class Warehouse:
                 self._check_key(con, doc)
                 batches.setdefault(doc["table"], []).append((path, doc))
             for table, batch in sorted(batches.items()):
-                self._load_table(con, table, batch, result)
+                self._load_table(con, Path(staging), table, batch, result)
             con.execute("CHECKPOINT")
         finally:
             con.close()
@@ -185,19 +194,23 @@ class Warehouse:
                 f"(fingerprint {fingerprint}); the warehouse holds {held} (fingerprint {row[0]}). Refusing to "
                 "load: pseudonyms under different keys cannot be linked")
 
-    def _load_table(self, con, tbl: str, batch: list[tuple[Path, dict]], result: LoadResult) -> None:
-        """Load new deliveries of one table (at most one per period) in one transaction."""
+    def _load_table(self, con, staging: Path, tbl: str, batch: list[tuple[Path, dict]], result: LoadResult) -> None:
+        """Load new deliveries of one table (at most one per period) in one transaction.
+
+        Staged files are encrypted: each is decrypted in this process and streamed to DuckDB as
+        Arrow batches, so no key reaches SQL text."""
         table = f"stg_{tbl}"
-        files = [(str(m.with_name(m.name.replace(".manifest.json", ".parquet"))), m, d) for m, d in batch]
+        files = [(m.with_name(m.name.replace(".manifest.json", ".parquet")), m, d) for m, d in batch]
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT *, ''::VARCHAR AS _period, 0 AS _version "
-                        "FROM read_parquet(?) LIMIT 0", [files[0][0]])
-            con.execute("CREATE OR REPLACE TEMP TABLE _batch (file VARCHAR, delivery VARCHAR, feed VARCHAR, "
+            first = staged_reader(staging, files[0][0], self.keystore, {"_period": "", "_version": 0})
+            shape = pa.Table.from_batches([], schema=first.schema)  # noqa: F841 - read by DuckDB by name
+            con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM shape")
+            con.execute("CREATE OR REPLACE TEMP TABLE _batch (delivery VARCHAR, feed VARCHAR, "
                         "period VARCHAR, version INTEGER, manifest_sha256 VARCHAR)")
-            con.executemany("INSERT INTO _batch VALUES (?, ?, ?, ?, ?, ?)", [
-                [f, d["delivery"], d["feed"], d["period"], d["version"], hashlib.sha256(m.read_bytes()).hexdigest()]
-                for f, m, d in files])
+            con.executemany("INSERT INTO _batch VALUES (?, ?, ?, ?, ?)", [
+                [d["delivery"], d["feed"], d["period"], d["version"], hashlib.sha256(m.read_bytes()).hexdigest()]
+                for _, m, d in files])
             superseded = con.execute(
                 "SELECT l.delivery, b.delivery FROM _loads l JOIN _batch b ON l.feed = b.feed AND l.period = b.period "
                 "WHERE l.tbl = ? AND l.superseded_by IS NULL", [tbl]).fetchall()
@@ -206,11 +219,10 @@ class Warehouse:
                 con.execute("UPDATE _loads SET superseded_by = b.delivery FROM _batch b WHERE _loads.feed = b.feed "
                             "AND _loads.tbl = ? AND _loads.period = b.period AND _loads.superseded_by IS NULL", [tbl])
                 result.superseded += [old for old, _ in superseded]
-            con.execute(f"""
-                INSERT INTO {table} BY NAME
-                SELECT p.* EXCLUDE (filename), b.period AS _period, b.version AS _version
-                FROM read_parquet(?, filename = true, union_by_name = true) p JOIN _batch b ON p.filename = b.file
-            """, [[f for f, _, _ in files]])
+            for parquet, _, doc in files:
+                staged = staged_reader(staging, parquet, self.keystore,  # noqa: F841 - read by DuckDB by name
+                                       {"_period": doc["period"], "_version": doc["version"]})
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM staged")
             con.execute(f"""
                 INSERT INTO _loads
                 SELECT b.delivery, b.feed, ?, b.period, b.version, b.manifest_sha256, coalesce(c.n, 0), now(), NULL

@@ -13,7 +13,6 @@ domain, so a mart cannot be joined to staging, the warehouse or a mart of anothe
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import duckdb
 import polars as pl
 
 from pipeline.errors import ContractError
+from pipeline.fsutil import fsync_path
 from pipeline.ingest.staging import read_manifest, write_json_atomic
 from pipeline.keys import KeyDomain
 from pipeline.linkage.linked import create_linked_views, warehouse_tables
@@ -28,7 +28,7 @@ from pipeline.linkage.quality import age_band_sql
 from pipeline.marts.contracts import MartContract, load_mart_contracts
 from pipeline.pseudonymise.pseudonyms import hmac_expr
 
-__all__ = ["MART_PREFIX", "MartBuild", "current_mart", "mart_person_ids", "publish_marts"]
+__all__ = ["MART_PREFIX", "MartBuild", "current_mart", "mart_person_ids", "publish_marts", "shred_superseded"]
 
 MART_PREFIX = "mart-person:v1:"
 KEEP_FILES = 2  # the current file and the one before it
@@ -220,11 +220,7 @@ def _publish_one(settings, keystore, con, name: str, contract: MartContract, bui
         con.execute("CHECKPOINT m")
     finally:
         con.execute("DETACH m")
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(path)
     path.chmod(0o440)
     write_json_atomic(settings.marts_dir / f"{name}.current.json", {
         "mart": name, "file": f"{name}/{path.name}", "key": key_name, "tables": tables,
@@ -258,3 +254,20 @@ def _prune(folder: Path, name: str, keystore) -> None:
     files = sorted(folder.glob(f"{name}-*.duckdb"))
     for old in files[:-KEEP_FILES]:
         _remove_file(old, name, keystore)
+
+
+def shred_superseded(settings, keystore) -> list[tuple[str, str]]:
+    """Delete every mart file but the current one of each mart, and destroy their keys.
+
+    Retention calls this after rebuilding the marts from a warehouse that lost rows: a
+    superseded mart may still hold them. Returns (file under the data root, key name) pairs."""
+    removed = []
+    for pointer_file in sorted(settings.marts_dir.glob("*.current.json")):
+        name = pointer_file.name.removesuffix(".current.json")
+        current = Path(read_manifest(pointer_file)["file"]).name
+        for path in sorted((settings.marts_dir / name).glob(f"{name}-*.duckdb")):
+            if path.name != current:
+                removed.append((str(path.relative_to(settings.data_root)),
+                                f"mart-{name}-{path.stem.removeprefix(f'{name}-')}"))
+                _remove_file(path, name, keystore)
+    return removed

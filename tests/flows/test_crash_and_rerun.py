@@ -9,21 +9,23 @@ import subprocess
 import sys
 import time
 
-import polars as pl
-
+from pipeline.keys import open_keystore
 from pipeline.settings import Settings
 from pipeline.synth import EXTRACT_DATE, generate
 from tests.conftest import CONTRACTS
 from tests.flows.conftest import run_cli
+from tests.staged import staged_frame
 
 ENV = {"SAFEHAVEN_AS_OF": EXTRACT_DATE.isoformat(), "SAFEHAVEN_ALLOW_SYNTHETIC_NHS_NUMBERS": "true"}
 
 
 def _staged(root):
     out = {}
+    settings = Settings(data_root=root, contracts_dir=CONTRACTS)
+    keystore = open_keystore(settings, create_demo=True)
     for path in sorted((root / "staging").rglob("*.parquet")):
         rel = path.relative_to(root / "staging")
-        frame = pl.read_parquet(path)
+        frame = staged_frame(settings, path, keystore)
         out[str(rel)] = frame.sort(frame.columns).to_dicts() if frame.height else []
     return out
 
@@ -59,4 +61,4 @@ def test_kill_mid_run_then_rerun_equals_one_clean_run(tmp_path):
     for manifest in (crashed / "staging").rglob("*.manifest.json"):
         doc = json.loads(manifest.read_text())
         parquet = manifest.with_name(manifest.name.replace(".manifest.json", ".parquet"))
-        assert pl.read_parquet(parquet).height == doc["rows_out"]
+        assert staged_frame(Settings(data_root=crashed, contracts_dir=CONTRACTS), parquet).height == doc["rows_out"]

@@ -15,6 +15,7 @@ from pipeline.linkage.warehouse import connect
 from pipeline.settings import Settings
 from tests.conftest import CONTRACTS
 from tests.leakscan import collect, scan
+from tests.staged import staged_frame, write_staged
 
 
 def _keystore(root):
@@ -44,10 +45,13 @@ def test_the_scan_finds_an_identifier_written_through_on_purpose(demo_root, tmp_
     shutil.copytree(demo_root, root, ignore=shutil.ignore_patterns("landing"))
     shutil.copytree(demo_root / "landing", root / "landing")
     number = min(ids.nhs)
-    # 1. an NHS number written into a staged Parquet file
+    # 1. an NHS number written into a (encrypted) staged Parquet file, under its own key
+    keystore = _keystore(root)
     staged = min((root / "staging" / "sus_op").rglob("*.parquet"))
-    frame = pl.read_parquet(staged)
-    frame.with_columns(pl.lit(f"{number[:3]} {number[3:6]} {number[6:]}").alias("spell_note")).write_parquet(staged)
+    settings = Settings(data_root=root, contracts_dir=CONTRACTS)
+    frame = staged_frame(settings, staged, keystore)
+    write_staged(settings, staged, frame.with_columns(pl.lit(f"{number[:3]} {number[3:6]} {number[6:]}")
+                                                      .alias("spell_note")), keystore)
     # 2. a name written into Prefect's log table
     name = min(ids.names)
     con = sqlite3.connect(next((root / "prefect").glob("*.db")))
@@ -55,7 +59,6 @@ def test_the_scan_finds_an_identifier_written_through_on_purpose(demo_root, tmp_
     con.commit()
     con.close()
     # 3. a full postcode written into the (encrypted) person mart
-    keystore = _keystore(root)
     mart = min((root / "marts" / "person").glob("*.duckdb"))
     mart.chmod(0o640)
     postcode = max(ids.postcodes)

@@ -10,6 +10,7 @@ from pipeline.errors import DeliveryQuarantined, KeyMismatch, OptOutListStale
 from pipeline.ingest.ingest import Ingestor
 from pipeline.keys import KeyEncryptionKey, LocalKeystore, open_keystore
 from pipeline.synth import EXTRACT_DATE
+from tests.staged import staged_frame, staged_frames
 
 FEEDS = ["postcode_lookup", "ndoo", "type1_optout", "sus_apc", "gp"]
 
@@ -22,7 +23,7 @@ def ingest(settings, feeds=FEEDS, keystore=None):
 def test_staged_spells_hold_only_transformed_identifiers(population_copy):
     results = ingest(population_copy)
     assert {r.status for r in results} == {"staged"}
-    spells = pl.concat([pl.read_parquet(p) for p in (population_copy.staging / "sus_apc").rglob("*.parquet")])
+    spells = staged_frames(population_copy, population_copy.staging / "sus_apc")
     assert {"nhs_number", "date_of_birth", "postcode", "patient_name"}.isdisjoint(spells.columns)
     assert {"person_pid", "nhs_number_status", "age", "age_status", "postcode_sector", "lsoa21cd", "ward_code",
             "imd_decile", "postcode_hash", "postcode_status", "gender", "source_row"} <= set(spells.columns)
@@ -39,12 +40,37 @@ def test_staged_spells_hold_only_transformed_identifiers(population_copy):
     assert spells["admission_date"].dtype == pl.Date and spells["spell_cost"].dtype == pl.Float64
 
 
+def test_each_staged_file_is_encrypted_under_its_own_key(population_copy):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from pipeline.errors import KeystoreError
+    from pipeline.ingest.staging import read_staged
+
+    store = open_keystore(population_copy, create_demo=True)
+    ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout", "sus_apc"], keystore=store)
+    manifests = sorted((population_copy.staging / "sus_apc").rglob("*.manifest.json"))
+    keys = [json.loads(m.read_text())["output"]["key"] for m in manifests]
+    assert len(set(keys)) == len(keys) > 30 and all(k.startswith("staged:sus_apc/") for k in keys)
+    parquet = manifests[0].with_name(json.loads(manifests[0].read_text())["output"]["file"])
+    frame = staged_frame(population_copy, parquet, store)
+    raw = parquet.read_bytes()
+    assert frame.height and not any(v.encode() in raw for v in frame["person_pid"].drop_nulls().to_list()[:50])
+    assert not any(v.encode() in raw for v in frame["spell_id"].to_list()[:50])
+    with pytest.raises(OSError):  # no key, no footer, no data
+        pq.read_table(parquet)
+    store.destroy_data_key(keys[0])
+    with pytest.raises(KeystoreError):
+        read_staged(population_copy.staging, parquet, store)
+
+
 def test_opt_outs_remove_people_and_only_counts_are_kept(population_copy):
     results = {r.delivery_id: r for r in ingest(population_copy)}
-    ndoo = pl.read_parquet(next((population_copy.staging / "ndoo").rglob("*.parquet")))["person_pid"]
-    t1 = pl.read_parquet(next((population_copy.staging / "type1_optout").rglob("*.parquet")))["person_pid"]
-    spells = pl.concat([pl.read_parquet(p) for p in (population_copy.staging / "sus_apc").rglob("*.parquet")])
-    gp = pl.concat([pl.read_parquet(p) for p in (population_copy.staging / "gp" / "gp_registrations").rglob("*.parquet")])
+    ndoo = staged_frame(population_copy, next((population_copy.staging / "ndoo").rglob("*.parquet")))["person_pid"]
+    t1 = staged_frame(population_copy, next((population_copy.staging / "type1_optout").rglob("*.parquet")))["person_pid"]
+    spells = staged_frames(population_copy, population_copy.staging / "sus_apc")
+    gp = staged_frames(population_copy, population_copy.staging / "gp" / "gp_registrations")
     assert not spells["person_pid"].is_in(ndoo).any()
     assert not gp["person_pid"].is_in(ndoo).any() and not gp["person_pid"].is_in(t1).any()
     assert spells["person_pid"].is_in(t1).any()  # type 1 applies to GP data only
@@ -66,7 +92,7 @@ def test_age_at_activity_matches_a_plain_computation_for_every_row(population_co
     ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout", "sus_apc"])
     checked = 0
     for manifest in (population_copy.staging / "sus_apc").rglob("*.manifest.json"):
-        staged = pl.read_parquet(manifest.with_name(manifest.name.replace(".manifest.json", ".parquet")))
+        staged = staged_frame(population_copy, manifest.with_name(manifest.name.replace(".manifest.json", ".parquet")))
         raw = pl.read_csv(population_copy.landing / "sus_apc" / staged_name(manifest), infer_schema=False)
         for row in staged.select("source_row", "age", "admission_date").iter_rows(named=True):
             text = raw["date_of_birth"][row["source_row"]]
@@ -133,7 +159,7 @@ def test_data_under_another_key_is_refused_by_fingerprint(population_copy, tmp_p
 def test_rotation_overlap_writes_an_old_to_new_bridge(population_copy):
     store = open_keystore(population_copy, create_demo=True)
     ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout", "sus_apc"], keystore=store)
-    old = pl.concat([pl.read_parquet(p) for p in (population_copy.staging / "sus_apc").rglob("*.parquet")])
+    old = staged_frames(population_copy, population_copy.staging / "sus_apc")
     store.rotate()
     # Re-ingest the opt-out lists under the new key, then GP data during the overlap.
     for manifest in (population_copy.staging / "ndoo").rglob("*.manifest.json"):
@@ -143,10 +169,10 @@ def test_rotation_overlap_writes_an_old_to_new_bridge(population_copy):
     ingest(population_copy, ["ndoo", "type1_optout", "gp"], keystore=store)
     bridges = list((population_copy.staging / "_bridges").rglob("*.parquet"))
     assert bridges
-    bridge = pl.concat([pl.read_parquet(p) for p in bridges]).unique()
-    gp = pl.concat([pl.read_parquet(p) for p in (population_copy.staging / "gp" / "gp_registrations").rglob("*.parquet")])
+    bridge = pl.concat([staged_frame(population_copy, p) for p in bridges]).unique()
+    gp = staged_frames(population_copy, population_copy.staging / "gp" / "gp_registrations")
     assert bridge["old_pid"].n_unique() == bridge.height  # each old pseudonym has one successor
-    t1_new = pl.read_parquet(next((population_copy.staging / "type1_optout").rglob("*.parquet")))["person_pid"]
+    t1_new = staged_frame(population_copy, next((population_copy.staging / "type1_optout").rglob("*.parquet")))["person_pid"]
     mapped = old.join(bridge, left_on="person_pid", right_on="old_pid")
     # Everyone with a hospital spell is registered with a GP, unless a type 1 objection removed
     # their GP rows: through the bridge, old spells land on the same people's new pseudonyms.

@@ -8,6 +8,7 @@ import polars as pl
 from pipeline.linkage import open_warehouse
 from pipeline.linkage.spine import EMERGENCY_METHODS
 from pipeline.risk import build_features, feature_names, ltc_conditions
+from tests.staged import staged_frame
 
 REF = dt.date(2025, 4, 1)
 
@@ -15,7 +16,7 @@ REF = dt.date(2025, 4, 1)
 def _staged(settings, feed, table):
     frames = []
     for path in sorted((settings.staging / feed / table).glob("*.parquet")):
-        frames.append(pl.read_parquet(path).with_columns(_period=pl.lit(path.name.split("__")[0])))
+        frames.append(staged_frame(settings, path).with_columns(_period=pl.lit(path.name.split("__")[0])))
     return pl.concat(frames, how="diagonal_relaxed")
 
 

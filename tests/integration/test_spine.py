@@ -9,6 +9,7 @@ from pipeline.ingest.ingest import Ingestor
 from pipeline.keys import open_keystore
 from pipeline.linkage import Warehouse, build_spine, rescue_link
 from pipeline.linkage.rescue import RESCUE_OUTCOMES
+from tests.staged import staged_frame
 
 ACTIVITY = ("sus_apc", "sus_op", "ecds", "csds", "mhsds", "gp", "asc")
 
@@ -19,7 +20,7 @@ def _staged_with_truth(settings):
         doc = json.loads(manifest.read_text())
         if doc["feed"] not in ACTIVITY:
             continue
-        staged = pl.read_parquet(manifest.with_name(doc["output"]["file"]))
+        staged = staged_frame(settings, manifest.with_name(doc["output"]["file"]))
         if "person_pid" not in staged.columns:
             continue
         truth = pl.read_parquet(settings.synthetic_truth / "records" / doc["input"]["file"].replace(".csv", ".parquet"))

@@ -4,7 +4,6 @@ import json
 import shutil
 
 import duckdb
-import polars as pl
 import pytest
 
 from pipeline.errors import KeyMismatch
@@ -12,6 +11,7 @@ from pipeline.ingest.ingest import Ingestor
 from pipeline.keys import open_keystore
 from pipeline.linkage import Warehouse
 from pipeline.linkage.warehouse import connect
+from tests.staged import staged_frame, staged_frames, write_staged
 
 FEEDS = ["postcode_lookup", "ndoo", "type1_optout", "sus_apc"]
 
@@ -28,7 +28,7 @@ def test_warehouse_file_holds_no_plaintext_and_needs_its_key(staged):
     warehouse = Warehouse(settings.data_root / "warehouse", store)
     result = warehouse.load_staging(settings.staging)
     assert len(result.loaded) > 30 and not result.skipped
-    spells = pl.concat([pl.read_parquet(p) for p in (settings.staging / "sus_apc").rglob("*.parquet")])
+    spells = staged_frames(settings, settings.staging / "sus_apc")
     pids = spells["person_pid"].drop_nulls().unique().head(50).to_list()
     path = warehouse.path_for(1)
     raw = path.read_bytes()
@@ -57,7 +57,7 @@ def test_loading_is_incremental_and_idempotent(staged):
     assert len(second.loaded) == len(later) and set(second.skipped) == set(first.loaded)
     third = warehouse.load_staging(settings.staging)
     assert not third.loaded
-    spells = pl.concat([pl.read_parquet(p) for p in (settings.staging / "sus_apc").rglob("*.parquet")])
+    spells = staged_frames(settings, settings.staging / "sus_apc")
     assert warehouse.describe()["stg_sus_apc_spells"] == spells.height
 
 
@@ -68,9 +68,9 @@ def test_a_new_version_supersedes_the_old_one(staged):
     folder = settings.staging / "sus_apc" / "sus_apc_spells"
     manifest = min(folder.glob("*.manifest.json"))
     doc = json.loads(manifest.read_text())
-    frame = pl.read_parquet(folder / doc["output"]["file"]).head(3)
+    frame = staged_frame(settings, folder / doc["output"]["file"]).head(3)
     v2 = doc["output"]["file"].replace("__v1", "__v2")
-    frame.write_parquet(folder / v2)
+    write_staged(settings, folder / v2, frame, store)
     doc |= {"version": 2, "delivery": doc["delivery"].replace("/v1", "/v2"), "rows_out": 3}
     doc["output"]["file"] = v2
     (folder / manifest.name.replace("__v1", "__v2")).write_text(json.dumps(doc))

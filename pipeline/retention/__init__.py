@@ -1,0 +1,1 @@
+"""Retention and destruction: policies from contracts, the due list, crypto-shredding, certificates."""

@@ -1,0 +1,33 @@
+"""Reading staged files in tests: they are encrypted, one data-encryption key per file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.ingest.staging import read_staged
+from pipeline.keys import open_keystore
+
+
+def staged_frame(settings, path: Path, keystore=None, columns: list[str] | None = None) -> pl.DataFrame:
+    keystore = keystore or open_keystore(settings, create_demo=True)
+    return pl.from_arrow(read_staged(settings.staging, Path(path), keystore, columns=columns))
+
+
+def staged_frames(settings, folder: Path, keystore=None) -> pl.DataFrame:
+    """Every staged file under ``folder`` (a feed or table folder), concatenated."""
+    keystore = keystore or open_keystore(settings, create_demo=True)
+    return pl.concat([staged_frame(settings, p, keystore) for p in sorted(Path(folder).rglob("*.parquet"))])
+
+
+def write_staged(settings, path: Path, frame: pl.DataFrame, keystore=None) -> None:
+    """Write a staged file as ingest does: encrypted under its own key (created if new)."""
+    import pyarrow.parquet as pq
+    import pyarrow.parquet.encryption as pqe
+
+    from pipeline.ingest.staging import staged_key_name
+
+    keystore = keystore or open_keystore(settings, create_demo=True)
+    key = keystore.data_key(staged_key_name(settings.staging, Path(path)), create=True)
+    pq.write_table(frame.to_arrow(), path, encryption_properties=pqe.create_encryption_properties(key))
