@@ -20,7 +20,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipeline.audit import AuditLog
-from pipeline.errors import DestructionUnverified, SafehavenError, UserError, exit_code_for
+from pipeline.errors import (
+    AuditTampered,
+    DestructionUnverified,
+    SafehavenError,
+    UserError,
+    exit_code_for,
+)
 from pipeline.logs import install_redaction, redact
 from pipeline.settings import Settings, load_settings
 
@@ -256,9 +262,7 @@ def _run_ingest(settings: Settings, feeds: list[str] | None) -> list[dict]:
 
     _export_to_flow(settings)
     prefect_environment(settings)
-    from prefect.task_runners import ThreadPoolTaskRunner
-
-    from pipeline.flows.ingest import ingest_flow, set_progress_hook
+    from pipeline.flows.ingest import ingest_flow, ingest_task_runner, set_progress_hook
 
     results: list[dict] = []
     total = len(find_delivery_files(settings.landing, feeds))
@@ -277,9 +281,11 @@ def _run_ingest(settings: Settings, feeds: list[str] | None) -> list[dict]:
                     progress.console.print(f"    [red]{reason}[/]")
 
         set_progress_hook(hook)
+        if settings.dask_address:
+            progress.console.print(f"ingest on the Dask cluster at {settings.dask_address}")
         try:
-            runner = ThreadPoolTaskRunner(max_workers=settings.ingest_workers)
-            ingest_flow.with_options(task_runner=runner)(data_root=str(settings.data_root.resolve()), feeds=feeds)
+            ingest_flow.with_options(task_runner=ingest_task_runner(settings))(
+                data_root=str(settings.data_root.resolve()), feeds=feeds)
         finally:
             set_progress_hook(None)
         progress.update(task, description="ingest done")
@@ -836,6 +842,49 @@ def audit_verify(data_root: DataRoot = None) -> None:
     console.print(f"[green]Audit log intact[/]: {report.entries} entries, head {report.head[:16]}…")
 
 
+# serve ----------------------------------------------------------------------------------
+@app.command()
+def serve(data_root: DataRoot = None) -> None:
+    """Start a local Prefect server (unless PREFECT_API_URL is set), register every scheduled
+    deployment and run them until stopped."""
+    from pipeline.flows import prefect_environment
+
+    settings = _settings(data_root)
+    prefect_environment(settings)
+    from pipeline.flows.serve import serve as serve_deployments
+
+    serve_deployments(settings, say=console.print)
+
+
+# report ---------------------------------------------------------------------------------
+@app.command()
+def report(data_root: DataRoot = None, as_of: AsOf = None) -> None:
+    """Build the IG evidence pack and the public transparency notice (no patient data)."""
+    settings = _settings(data_root, as_of=as_of)
+    paths = _report(settings)
+    audit = paths["pack"].audit
+    if not audit["ok"]:
+        raise AuditTampered(f"the evidence pack was written, but the audit log is broken at line "
+                            f"{audit['first_bad_line']}: {audit['problem']}", audit["first_bad_line"])
+
+
+def _report(settings: Settings) -> dict:
+    from pipeline.keys import open_keystore
+    from pipeline.report.evidence import build_evidence_pack
+
+    keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers) \
+        if settings.keystore_path.exists() else None
+    paths = build_evidence_pack(settings, keystore)
+    pack = paths["pack"]
+    passed = sum(c["passed"] for c in pack.checklist)
+    colour = "green" if pack.audit["ok"] and passed == len(pack.checklist) else "red"
+    console.print(f"[{colour}]{'✓' if colour == 'green' else '✗'}[/] IG evidence pack: {passed} of "
+                  f"{len(pack.checklist)} controls pass; audit chain {'intact' if pack.audit['ok'] else 'BROKEN'} "
+                  f"({pack.audit['entries']:,} entries) -> {paths['evidence']}")
+    console.print(f"[green]✓[/] public transparency notice -> {paths['notice']}")
+    return paths
+
+
 # demo -----------------------------------------------------------------------------------
 @app.command()
 def demo(
@@ -843,7 +892,8 @@ def demo(
     seed: Annotated[int, typer.Option("--seed")] = 20140601,
     data_root: DataRoot = None,
 ) -> None:
-    """Run the whole job on built-in defaults: synthetic population, ingest, link, stratify, publish, a first query."""
+    """Run the whole job on built-in defaults: synthetic population, ingest, link, stratify, publish, a first
+    query, a retention plan, the IG evidence pack and the public notice."""
     from pipeline.contracts import check_contracts
     from pipeline.synth import EXTRACT_DATE
 
@@ -872,6 +922,8 @@ def demo(
               "FROM people p LEFT JOIN risk_scores r USING (person_id) GROUP BY ALL ORDER BY 1")
     console.print(f"An analyst's first query: safehaven query --role analyst \"{sample}\"")
     query(sample, role="analyst", csv=None, parquet=None, limit=20, data_root=settings.data_root)
+    plan = _demo_retention_plan(settings)
+    pages = _report(settings)
     report = AuditLog(settings.audit_log).verify_or_raise()
     console.print(f"[green]✓[/] audit log intact: {report.entries} entries")
     quarantined = [r for r in results if r["status"] == "quarantined"]
@@ -889,15 +941,35 @@ def demo(
         f"  outputs/published/  the commissioning package {published['package']}: index.html (charts), a CSV per\n"
         f"                      table, the workbook, disclosure records; every hidden cell audited\n"
         f"  audit/disclosure/   the release ledger: what every published table showed, hash-chained\n"
+        f"  reports/evidence/   the IG evidence pack: index.html (contracts, deliveries, linkage, models, releases,\n"
+        f"                      queries, re-identification, destruction, controls checklist, audit chain)\n"
+        f"  reports/notice/     the public transparency notice: index.html (plain English, from the contracts)\n"
+        f"  retention           nothing destroyed; on {plan.as_of} {len(plan.due())} item(s) would be due and\n"
+        f"                      {len(plan.reported())} reported only ('safehaven retain plan' lists them)\n"
         f"  keys/               the DEMO keystore (synthetic data only; its passphrase is public)\n"
         f"  synthetic-truth/    ground truth and the planted model (never read by flows)\n"
         f"  validation/         receipts and Great Expectations Data Docs\n"
         f"  prefect/            Prefect's database for the ephemeral flow runs\n"
         f"  audit/audit.jsonl   hash-chained audit log ({report.entries} entries)\n"
-        f"{staged} staged, {len(quarantined)} quarantined."
+        f"{staged} staged, {len(quarantined)} quarantined.\n"
+        f"Open {pages['evidence']} and {pages['notice']} in a browser."
     )
     if quarantined:
         raise UserError("some synthetic deliveries were quarantined: the generator and contracts disagree")
+
+
+def _demo_retention_plan(settings: Settings):
+    """What retention would destroy today, a year on, counted (the demo destroys nothing)."""
+    from pipeline.keys import open_keystore
+    from pipeline.retention.plan import make_plan
+
+    keystore = open_keystore(settings, create_demo=True)
+    plan = make_plan(settings, keystore, settings.today() + dt.timedelta(days=365))
+    due = plan.due()
+    console.print(f"[green]✓[/] retention plan for {plan.as_of} (a year on): {len(due)} item(s) due under "
+                  f"approved policies ({sum(i.rows for i in due):,} records), {len(plan.reported())} reported only; "
+                  "nothing destroyed ('safehaven retain plan --as-of DATE', then 'retain run')")
+    return plan
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,15 +1,17 @@
-"""Two file-system habits used wherever the pipeline writes: fsync a path, and take a lock
-that fails at once rather than waits."""
+"""File-system habits used wherever the pipeline writes: fsync a path, take a lock that fails
+at once rather than waits, and a lock shared by threads and processes (Dask workers)."""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
-__all__ = ["fsync_path", "lock_or_fail"]
+__all__ = ["SharedLock", "fsync_path", "lock_or_fail"]
 
 
 def fsync_path(path: Path) -> None:
@@ -35,3 +37,38 @@ def lock_or_fail(lock_file: Path, error: Exception) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class SharedLock:
+    """A re-entrant lock held across the threads of this process (an RLock) and across
+    processes on the same files (an flock on ``lock_file``, taken by the outermost holder)."""
+
+    def __init__(self, lock_file: Path):
+        self.lock_file = Path(lock_file)
+        self._thread = threading.RLock()
+        self._depth = 0
+        self._handle = None
+
+    def __enter__(self) -> Self:
+        self._thread.acquire()
+        if self._depth == 0:
+            try:
+                self.lock_file.parent.mkdir(parents=True, exist_ok=True)
+                self._handle = open(self.lock_file, "a")
+                fcntl.flock(self._handle, fcntl.LOCK_EX)
+            except BaseException:
+                if self._handle is not None:
+                    self._handle.close()
+                    self._handle = None
+                self._thread.release()
+                raise
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+        self._thread.release()

@@ -51,7 +51,21 @@ class Settings(BaseSettings):
         "polars",
         description="Rule engine at the gate: polars (fast, streaming) or gx (the reference engine).",
     )
+    ingest_cron: str = Field("0 6 1-10 * *", description="When each feed's ingest runs (cron): daily at 06:00 over "
+                             "the first ten days of the month, while monthly deliveries land; a staged delivery is skipped.")
+    link_cron: str = Field("30 7 1-10 * *", description="When link runs (cron): after the morning's ingest runs in the "
+                           "delivery window; stratify follows each completed link run.")
+    publish_cron: str = Field("0 9 12 * *", description="When the commissioning package is published (cron; monthly, "
+                              "after the delivery window).")
     retain_cron: str = Field("30 2 * * *", description="When the retain flow runs (cron; daily by default).")
+    report_cron: str = Field("0 7 * * 1", description="When the IG evidence pack and notice are rebuilt (cron; weekly).")
+    prefect_port: int = Field(4200, ge=1024, le=65535, description="Port of the local Prefect server `safehaven serve` "
+                              "starts when PREFECT_API_URL is not set.")
+    prefect_run_retention_days: int | None = Field(
+        None, ge=1, description="How long Prefect keeps flow runs, logs and events (default: the longest staging "
+        "retention in the feed contracts, since run logs name staged deliveries).")
+    dask_address: str | None = Field(None, description="Address of a Dask scheduler (tcp://host:8786): per-delivery "
+                                     "ingest work runs on its workers; unset runs it on local threads.")
     schedule_timezone: str = Field("Europe/London", description="Time zone of every schedule.")
     operator: str | None = Field(None, description="Who destruction certificates say ran retention (default: the OS user).")
     kek: SecretStr | None = Field(

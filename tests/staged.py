@@ -31,3 +31,17 @@ def write_staged(settings, path: Path, frame: pl.DataFrame, keystore=None) -> No
     keystore = keystore or open_keystore(settings, create_demo=True)
     key = keystore.data_key(staged_key_name(settings.staging, Path(path)), create=True)
     pq.write_table(frame.to_arrow(), path, encryption_properties=pqe.create_encryption_properties(key))
+
+
+def staged_contents(root: Path, contracts_dir: Path) -> dict[str, list[dict]]:
+    """Every staged file under ``root``, decrypted, as sorted rows by relative path (two runs
+    staged the same rows when these are equal, whatever keys their files are under)."""
+    from pipeline.settings import Settings
+
+    settings = Settings(data_root=root, contracts_dir=contracts_dir)
+    keystore = open_keystore(settings, create_demo=True)
+    out = {}
+    for path in sorted((root / "staging").rglob("*.parquet")):
+        frame = staged_frame(settings, path, keystore)
+        out[str(path.relative_to(root / "staging"))] = frame.sort(frame.columns).to_dicts() if frame.height else []
+    return out

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.contracts.model import TableSpec
 from pipeline.contracts.suites import compile_suite, suite_name
+from pipeline.fsutil import SharedLock
 
 #: Keeps failing values out of results and Data Docs; do not widen it.
 RESULT_FORMAT = {
@@ -45,14 +45,16 @@ class GxProject:
         self._gx = gx
         self.project_dir = Path(project_dir)
         self.project_dir.mkdir(parents=True, exist_ok=True)
-        self.context = gx.get_context(mode="file", project_root_dir=str(self.project_dir))
-        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        self.context.variables.analytics_enabled = False
-        self.context.variables.save()
-        self._datasource = self.context.data_sources.add_or_update_pandas("deliveries")
+        #: GX's context and file stores are safe neither across threads nor across processes
+        #: (Dask workers share the project): one caller at a time, everywhere.
+        self.lock = SharedLock(self.project_dir / ".project.lock")
+        with self.lock:
+            self.context = gx.get_context(mode="file", project_root_dir=str(self.project_dir))
+            self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+            self.context.variables.analytics_enabled = False
+            self.context.variables.save()
+            self._datasource = self.context.data_sources.add_or_update_pandas("deliveries")
         self._checkpoints: dict[tuple[str, tuple[str, ...]], object] = {}
-        #: GX's context and stores are not thread-safe: one caller at a time.
-        self.lock = threading.RLock()
 
     def _checkpoint(self, table: TableSpec, columns: list[str]):
         key = (table.name, tuple(columns))

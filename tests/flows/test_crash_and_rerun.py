@@ -9,25 +9,13 @@ import subprocess
 import sys
 import time
 
-from pipeline.keys import open_keystore
 from pipeline.settings import Settings
 from pipeline.synth import EXTRACT_DATE, generate
 from tests.conftest import CONTRACTS
 from tests.flows.conftest import run_cli
-from tests.staged import staged_frame
+from tests.staged import staged_contents, staged_frame
 
 ENV = {"SAFEHAVEN_AS_OF": EXTRACT_DATE.isoformat(), "SAFEHAVEN_ALLOW_SYNTHETIC_NHS_NUMBERS": "true"}
-
-
-def _staged(root):
-    out = {}
-    settings = Settings(data_root=root, contracts_dir=CONTRACTS)
-    keystore = open_keystore(settings, create_demo=True)
-    for path in sorted((root / "staging").rglob("*.parquet")):
-        rel = path.relative_to(root / "staging")
-        frame = staged_frame(settings, path, keystore)
-        out[str(rel)] = frame.sort(frame.columns).to_dicts() if frame.height else []
-    return out
 
 
 def test_kill_mid_run_then_rerun_equals_one_clean_run(tmp_path):
@@ -53,7 +41,7 @@ def test_kill_mid_run_then_rerun_equals_one_clean_run(tmp_path):
     once = run_cli("ingest", root=clean, env=ENV)
     assert once.returncode == 0, once.stderr[-3000:]
 
-    a, b = _staged(crashed), _staged(clean)
+    a, b = staged_contents(crashed, CONTRACTS), staged_contents(clean, CONTRACTS)
     assert a.keys() == b.keys() and len(a) > 200
     assert a == b
     assert not list((crashed / "staging").rglob(".tmp-*"))
