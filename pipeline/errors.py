@@ -29,6 +29,7 @@ __all__ = [
     "OptOutListStale",
     "OutputTampered",
     "QueryRefused",
+    "ReportRefused",
     "SafehavenError",
     "SettingsError",
     "TransientError",
@@ -145,6 +146,13 @@ class DestructionUnverified(UserError):
     still readable: what was certified as gone may not be."""
 
     exit_code = 72
+
+
+class ReportRefused(UserError):
+    """A report page would have shown a value shaped like an NHS number or a postcode; nothing
+    was written."""
+
+    exit_code = 73
 
 
 class TransientError(SafehavenError):

@@ -3,7 +3,7 @@
 Wiring only (``pipeline.retention`` does the work). Parameters are a data root and a date;
 tasks return counts, ids and file names. The run holds the warehouse writer (flock and Prefect
 slot), because it rebuilds the warehouse. The artifact holds counts per feed and kind, never a
-value. ``retain_deployment`` is the daily schedule ``safehaven serve`` registers.
+value. Its daily deployment is ``pipeline.flows.deployments.retain_deployment``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pipeline.logs import install_redaction
 from pipeline.retention.plan import make_plan
 from pipeline.retention.run import run_retention
 
-__all__ = ["retain_deployment", "retain_flow"]
+__all__ = ["retain_flow"]
 
 install_redaction()
 
@@ -63,12 +63,3 @@ def retain_flow(data_root: str, as_of: str | None = None) -> dict:
     create_table_artifact(key="destruction-certificate", table=result["destroyed"],
                           description=f"Certificate {result['certificate']}: destroyed per feed (counts)")
     return result | {"plan": totals}
-
-
-def retain_deployment(settings, name: str = "retain-daily"):
-    """The daily retention deployment (cron and time zone from settings; one run at a time)."""
-    from prefect.schedules import Cron
-
-    return retain_flow.to_deployment(name=name, schedule=Cron(settings.retain_cron, timezone=settings.schedule_timezone),
-                                     parameters={"data_root": str(settings.data_root.resolve())},
-                                     concurrency_limit=1)

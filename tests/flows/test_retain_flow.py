@@ -126,7 +126,7 @@ def test_a_tampered_certificate_fails_verify_with_its_exit_code(demo_root, tmp_p
 
 
 def test_the_daily_deployment_carries_its_schedule(tmp_path):
-    from pipeline.flows.retain import retain_deployment
+    from pipeline.flows.deployments import retain_deployment
 
     deployment = retain_deployment(Settings(data_root=tmp_path))
     (schedule,) = deployment.schedules
