@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -119,6 +120,27 @@ def bench_ingest(population: int, repeats: int) -> dict:
             "ingest_median_seconds": round(ing, 1), "ingest_rows_per_second": round(rows / ing),
             "bare_copy_median_seconds": round(copy, 1), "bare_copy_rows_per_second": round(rows / copy),
             "governance_overhead_ratio": round(ing / copy, 2), "ingest_peak_rss_mb": round(max(peaks))}
+
+
+def bench_scaleout(population: int) -> dict:
+    """The ingest flow with its activity deliveries on local threads and on a local two-worker
+    Dask cluster, alternating, in one command: the price of shipping work to workers."""
+    root = WORK / f"synth-{population}"
+    if not (root / "landing").exists():
+        child(["synth", str(population), str(root)])
+    runs: dict[str, list[float]] = {"threads": [], "dask": []}
+    rows = 0
+    for _ in range(2):
+        for runner, times in runs.items():
+            _, _, out = child(["ingestflow", str(root), runner])
+            info = json.loads(out.strip().splitlines()[-1])
+            times.append(info["seconds"])
+            rows = info["rows"]
+    threads, dask = statistics.median(runs["threads"]), statistics.median(runs["dask"])
+    return {"population": population, "rows": rows, "threads_seconds": round(threads, 1),
+            "dask_seconds": round(dask, 1), "dask_to_threads_ratio": round(dask / threads, 2),
+            "rows_per_core_minute_threads": round(rows / threads * 60 / 2),
+            "rows_per_core_minute_dask": round(rows / dask * 60 / 2)}
 
 
 def bench_link(population: int, repeats: int) -> dict:
@@ -224,14 +246,21 @@ def table(results: dict) -> str:
     g = results["generation"]
     v = results["validation"]
     lines = [
-        f"Benchmarks ({results['when']}, {results['machine']}):",
+        f"Benchmarks on {results['machine']}; each row's last column is the day it was measured (UTC):",
         "",
-        "| benchmark | result |",
-        "|---|---|",
+        "| benchmark | result | measured |",
+        "|---|---|---|",
     ]
+    groups: list[tuple[int, str]] = []  # (first line, group) as the table grows
+
+    def mark(group: str) -> None:
+        groups.append((len(lines), group))
+
+    mark("generation")
     for r in g:
         lines.append(f"| synth {r['population']:,} people | {r['median_seconds']} s median of {r['repeats']}, "
                      f"peak RSS {r['peak_rss_mb']:,} MB, {r['rows']:,} rows ({r['rows_per_second']:,} rows/s) |")
+    mark("validation")
     lines.append(f"| validation gate, one {v['file_mb']:,} MB delivery of {v['file_rows']:,} rows, "
                  f"{v['batch_mb']} MB batches | {v['gate_rows_per_second']:,} rows/s "
                  f"(median {v['gate_median_seconds']} s), peak RSS {v['gate_peak_rss_mb']:,} MB |")
@@ -241,6 +270,7 @@ def table(results: dict) -> str:
     lines.append(f"| gate peak RSS with {v['small_batch_mb']} MB batches, same file | "
                  f"{v['gate_peak_rss_mb_small_batch']:,} MB (memory follows the batch, not the file) |")
     p = results.get("pseudonyms")
+    mark("pseudonyms")
     if p:
         lines.append(f"| pseudonyms, one core ({p['values']:,} distinct NHS numbers) | {p['ours_per_core']:,}/s "
                      f"(polars-hash HMAC); pandas + hashlib row by row {p['pandas_row_by_row_per_core']:,}/s "
@@ -248,11 +278,21 @@ def table(results: dict) -> str:
         lines.append(f"| pseudonymising a delivery column, one core ({p['column_rows']:,} outpatient rows, "
                      f"{p['column_distinct']:,} distinct) | {p['column_ours_rows_per_second']:,} rows/s, each distinct "
                      f"number hashed once and joined back: {p['column_ratio_vs_pandas']}x pandas row by row |")
+    mark("ingest")
     for r in results.get("ingest", []):
         lines.append(f"| whole ingest, {r['population']:,} people ({r['rows']:,} rows) | {r['ingest_rows_per_second']:,} rows/s "
-                     f"(median {r['ingest_median_seconds']} s of {r['repeats']}), peak RSS {r['ingest_peak_rss_mb']:,} MB; "
+                     f"({r['ingest_rows_per_second'] * 30:,} rows per core per minute; median {r['ingest_median_seconds']} s "
+                     f"of {r['repeats']}), peak RSS {r['ingest_peak_rss_mb']:,} MB; "
                      f"bare DuckDB CSV->Parquet copy {r['bare_copy_rows_per_second']:,} rows/s: "
                      f"**{r['governance_overhead_ratio']}x** |")
+    mark("scaleout")
+    if so := results.get("scaleout"):
+        lines.append(f"| ingest flow, {so['population']:,} people ({so['rows']:,} rows): activity deliveries on a local "
+                     f"Dask cluster (2 single-thread workers) vs 2 local threads, same 2 cores | Dask {so['dask_seconds']} s "
+                     f"vs threads {so['threads_seconds']} s: **{so['dask_to_threads_ratio']}x** (median of 2, alternating); "
+                     f"{so['rows_per_core_minute_dask']:,} vs {so['rows_per_core_minute_threads']:,} rows per core per "
+                     "minute |")
+    mark("link")
     for r in results.get("link", []):
         m = r["median_seconds"]
         lines.append(f"| link, {r['population']:,} people ({r['records']:,} person-level records, {r['people']:,} on the "
@@ -267,6 +307,7 @@ def table(results: dict) -> str:
                          f"{d['precision']}, recall {d['recall']} (share with a valid NHS number "
                          f"{d['valid_nhs_number_share']}), {d['split_people']} people split; rescue precision "
                          f"{x['precision']} ({x['correct']:,} of {x['linked']:,}); overall recall {ev['overall_recall']} |")
+    mark("stratify")
     for r in results.get("stratify", []):
         m = r["median_seconds"]
         lines.append(f"| stratify, {r['population']:,} people: features | {(m['training_frame'] + m['validation_frame']) / 2:.2f} s "
@@ -279,6 +320,7 @@ def table(results: dict) -> str:
         lines.append(f"| stratify, {r['population']:,} people: scoring | {m['score']} s for {r['people_scored']:,} people "
                      f"(features, scores, tiers, drivers); {r['packs']} signed packs {m['packs']} s; peak RSS "
                      f"{r['peak_rss_mb']:,} MB |")
+    mark("disclosure")
     for r in results.get("disclosure", []):
         name = "Southend-like" if r["scale"] == "southend" else "England-like"
         plain = (f"; the LP audit recovers all {r['plain_audit_failures']:,} exactly" if r["plain_audit_failures"]
@@ -294,6 +336,7 @@ def table(results: dict) -> str:
                      f"cells {100 * r['hidden_people_share']:.1f}% vs {100 * r['plain_hidden_people_share']:.2f}%, "
                      f"{r['hidden_margins']:,} margins hidden (the plain rule hides none); the plain rule leaves "
                      f"{r['plain_recoverable_by_subtraction']:,} hidden cells recoverable by one subtraction{plain} |")
+    mark("retention")
     for r in results.get("retention", []):
         m = r["median_seconds"]
         lines.append(f"| retention, {r['population']:,} people, clock moved to 2029-06-01 ({r['records_destroyed']:,} of "
@@ -304,13 +347,19 @@ def table(results: dict) -> str:
                      f"{m['destroy files']} s, verification scan of {r['bytes_scanned'] / 2**20:,.0f} MB {m['verify']} s), "
                      f"median of {r['repeats']}; peak RSS {r['peak_rss_mb']:,} MB; verified: "
                      f"{'yes' if r['verified'] else 'NO'} |")
+    measured = results.get("measured", {})
+    bounds = [*groups, (len(lines), "")]
+    for (start, group), (end, _) in itertools.pairwise(bounds):
+        day = str(measured.get(group, results["when"]))[:10]
+        for i in range(start, end):
+            lines[i] = lines[i].rstrip()[:-1].rstrip() + f" | {day} |"
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small populations, one repeat")
-    parser.add_argument("--only", choices=["ingest", "link", "stratify", "retention", "disclosure"],
+    parser.add_argument("--only", choices=["ingest", "scaleout", "link", "stratify", "retention", "disclosure"],
                         help="run one group; other results are kept from latest.json")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -322,13 +371,19 @@ def main() -> None:
         "generation": [],
     }
     disclosure_runs = [("southend", 1 if args.quick else 3)] + ([] if args.quick else [("england", 1)])
+    if args.only == "scaleout":
+        results = json.loads((RESULTS / "latest.json").read_text()) | {"when": results["when"]}
+        print(f"ingest flow on threads and on Dask, {sizes[0][0]:,} people ...", flush=True)
+        results["scaleout"] = bench_scaleout(sizes[0][0])
+        _save(results, ["scaleout"])
+        return
     if args.only == "disclosure":
         results = json.loads((RESULTS / "latest.json").read_text()) | {"when": results["when"]}
         results["disclosure"] = []
         for scale, repeats in disclosure_runs:
             print(f"disclosure control, {scale} ...", flush=True)
             results["disclosure"].append(bench_disclosure(scale, repeats))
-        _save(results)
+        _save(results, ["disclosure"])
         return
     if args.only:
         results = json.loads((RESULTS / "latest.json").read_text()) | {"when": results["when"]}
@@ -338,7 +393,7 @@ def main() -> None:
         for population, repeats in sizes:
             print(f"{args.only}, {population:,} people ...", flush=True)
             results[args.only].append(groups[args.only](population, repeats))
-        _save(results)
+        _save(results, ["ingest", "scaleout"] if args.only == "ingest" else [args.only])
         return
     for population, repeats in sizes:
         print(f"synth {population:,} people x{repeats} ...", flush=True)
@@ -352,6 +407,8 @@ def main() -> None:
     for population, repeats in sizes:
         print(f"whole ingest vs bare copy, {population:,} people ...", flush=True)
         results["ingest"].append(bench_ingest(population, repeats))
+    print(f"ingest flow on threads and on Dask, {sizes[0][0]:,} people ...", flush=True)
+    results["scaleout"] = bench_scaleout(sizes[0][0])
     results["link"] = []
     for population, repeats in sizes:
         print(f"link vs the hand-written SQL script, {population:,} people ...", flush=True)
@@ -371,7 +428,32 @@ def main() -> None:
     _save(results)
 
 
-def _save(results: dict) -> None:
+GROUPS = ("generation", "validation", "pseudonyms", "ingest", "scaleout", "link", "stratify", "retention", "disclosure")
+
+
+def _backfill_measured(results: dict) -> dict[str, str]:
+    """When each group was last measured: recorded since ``measured`` existed; before that, the
+    oldest stamped result whose copy of the group is the one kept in latest.json."""
+    measured = dict(results.get("measured", {}))
+    history = sorted(RESULTS.glob("2*.json"))
+    for group in GROUPS:
+        if group in measured or group not in results:
+            continue
+        for path in history:
+            old = json.loads(path.read_text())
+            if old.get(group) == results[group]:
+                measured[group] = old["when"]
+                break
+    return measured
+
+
+def _save(results: dict, groups: list[str] | None = None) -> None:
+    """Write the results; ``groups`` were measured now (None: all of them)."""
+    measured = _backfill_measured(results)
+    for group in groups or GROUPS:
+        if group in results:
+            measured[group] = results["when"]
+    results["measured"] = measured
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     for name in ("latest", stamp):
         (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-
 #: What `safehaven demo` sets for itself, for the commands tests run on its data root afterwards.
 SYNTHETIC = {"SAFEHAVEN_ALLOW_SYNTHETIC_NHS_NUMBERS": "true", "SAFEHAVEN_AS_OF": "2026-04-15"}
 
