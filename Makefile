@@ -22,7 +22,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)  ## create .venv from requirements.lock and install safehaven
 
-demo: install  ## synthetic population -> ingest -> link -> stratify -> publish -> a first query, under ./data (or SAFEHAVEN_DATA_ROOT)
+demo: install  ## synthetic population -> ingest -> link -> stratify -> publish -> a first query -> retention plan -> evidence pack and notice, under ./data (or SAFEHAVEN_DATA_ROOT)
 	$(BIN)/safehaven demo
 
 browser:  ## headless Chromium for the report page tests (Debian package; needs root or sudo)
@@ -43,7 +43,7 @@ test-integration: install browser  ## real files, GX project, CLI, report pages 
 test-flows: install  ## the Prefect flows, run as `safehaven` runs them (ephemeral server)
 	$(PYTEST) tests/flows -q
 
-test-acceptance: install  ## end-to-end on a small synthetic population
+test-acceptance: install browser  ## end-to-end on a small synthetic population; the evidence pack and notice in headless Chromium
 	$(PYTEST) tests/acceptance -q
 
 lint: install  ## ruff
