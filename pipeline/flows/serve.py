@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from pipeline.settings import Settings
 
@@ -38,8 +39,8 @@ def run_retention_days(settings: Settings) -> int:
     return max(spans, default=90)
 
 
-def server_environment(settings: Settings) -> dict[str, str]:
-    days = run_retention_days(settings)
+def server_environment(settings: Settings, days: int | None = None) -> dict[str, str]:
+    days = days or run_retention_days(settings)
     home = settings.prefect_home.resolve()
     return {
         "PREFECT_HOME": str(home),
@@ -55,11 +56,12 @@ def server_environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def wait_until_healthy(url: str, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
+def wait_until_healthy(url: str, timeout: float = 120.0, proc: subprocess.Popen | None = None,
+                       log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the Prefect server exited with code {proc.returncode}; see {_log_path(proc)}")
+            raise RuntimeError(f"the Prefect server exited with code {proc.returncode}; see {log or 'its log'}")
         with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
             if resp.status == 200:
                 return
@@ -67,24 +69,19 @@ def wait_until_healthy(url: str, timeout: float = 120.0, proc: subprocess.Popen 
     raise RuntimeError(f"the Prefect server at {url} did not become healthy within {timeout:.0f} s")
 
 
-def _log_path(proc) -> str:
-    return getattr(proc, "log_path", "the server log")
-
-
-def start_server(settings: Settings) -> tuple[subprocess.Popen, str]:
+def start_server(settings: Settings, days: int | None = None) -> tuple[subprocess.Popen, str]:
     """Start ``prefect server start`` in its own process group, logging to ``<prefect home>/server.log``."""
     settings.prefect_home.mkdir(parents=True, exist_ok=True)
     log = settings.prefect_home / "server.log"
-    env = {**os.environ, **server_environment(settings)}
+    env = {**os.environ, **server_environment(settings, days)}
     env.pop("PREFECT_API_URL", None)
     with open(log, "ab") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                                  "--port", str(settings.prefect_port)],
                                 env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    proc.log_path = str(log)
     url = f"http://127.0.0.1:{settings.prefect_port}/api"
     try:
-        wait_until_healthy(url, proc=proc)
+        wait_until_healthy(url, proc=proc, log=log)
     except BaseException:
         stop_server(proc)
         raise
@@ -110,9 +107,10 @@ def serve(settings: Settings, say=print) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     url = os.environ.get("PREFECT_API_URL")
     if not url:
+        days = run_retention_days(settings)
         say(f"starting a local Prefect server on 127.0.0.1:{settings.prefect_port} (database "
-            f"{settings.prefect_home / 'server.db'}; run metadata kept {run_retention_days(settings)} days)")
-        proc, url = start_server(settings)
+            f"{settings.prefect_home / 'server.db'}; run metadata kept {days} days)")
+        proc, url = start_server(settings, days)
         os.environ["PREFECT_API_URL"] = url
     from prefect import serve as prefect_serve
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -123,8 +121,7 @@ def serve(settings: Settings, say=print) -> None:
         with temporary_settings({PREFECT_API_URL: url}):
             deployments = all_deployments(settings)
             for d in deployments:
-                when = d.schedules[0].schedule.cron if d.schedules else "after a completed " + \
-                    ("link" if "stratify" in d.name else "run")
+                when = d.schedules[0].schedule.cron if d.schedules else "on its event trigger"
                 say(f"  {d.flow_name}/{d.name}: {when} ({settings.schedule_timezone})")
             say(f"{len(deployments)} deployments registered at {url}; serving (Ctrl-C stops)"
                 f" since {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
@@ -132,4 +129,3 @@ def serve(settings: Settings, say=print) -> None:
     finally:
         if proc is not None:
             stop_server(proc)
-

@@ -36,7 +36,7 @@ from pipeline.ingest.deliveries import Delivery
 from pipeline.keys import DomainKey
 
 __all__ = ["ParquetOut", "StagedPaths", "pin_linkage_key", "read_manifest", "read_staged", "staged_key_name",
-           "staged_paths", "staged_reader", "write_json_atomic"]
+           "staged_paths", "staged_reader", "write_json_atomic", "write_text_atomic"]
 
 STAGED_KEY_PREFIX = "staged:"
 
@@ -95,13 +95,18 @@ def read_manifest(path: Path) -> dict | None:
 
 
 def write_json_atomic(path: Path, doc: dict) -> None:
+    write_text_atomic(path, json.dumps(doc, indent=2, sort_keys=True))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, fsynced, then renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".tmp-{path.name}-*"):
         stale.unlink(missing_ok=True)  # left by a writer of this same file that was killed
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-", suffix=".json")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-")
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh, indent=2, sort_keys=True)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

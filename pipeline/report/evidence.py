@@ -260,8 +260,6 @@ def _checklist(pack: EvidencePack, settings: Settings) -> list[dict]:
             dims |= {d for t in load_output_contract(settings.contracts_dir, name).tables for d in t.dims}
         except Exception:  # noqa: BLE001 - a broken output contract is its own finding below
             dims.add("(unreadable output contract)")
-    fine = {"age_band", "ward_code", "gender", "risk_tier", "practice", "imd_quintile", "long_term_conditions",
-            "social_care_client"}
     certificates_ok = all(not c["problems"] for c in pack.certificates)
     refused_reid = sum(r["event"] == "reidentify.refused" for r in pack.reidentifications)
 
@@ -278,7 +276,7 @@ def _checklist(pack: EvidencePack, settings: Settings) -> list[dict]:
              f"{len(pack.reidentifications)} re-identification request(s), all by a GP practice's list match "
              f"({refused_reid} refused); analysts see pseudonyms only", "#reidentification"),
         item("Age bands and postcode stems (ward) in outputs", "Founding design",
-             dims <= fine and dims <= set(DIMENSIONS),
+             dims <= set(DIMENSIONS),  # the whitelist: never a pseudonym, nothing finer than a ward
              "published dimensions: " + (", ".join(sorted(dims)) or "none"), "#releases"),
         item("Legal basis recorded and current", "Founding design",
              loaded and all(not c["expired"] for c in contracts),
@@ -513,7 +511,7 @@ def _short(value) -> str:
 def build_evidence_pack(settings: Settings, keystore=None) -> dict[str, Path]:
     """Write ``reports/evidence/index.html`` (and ``evidence.json``) and the public notice at
     ``reports/notice/index.html``; returns their paths."""
-    from pipeline.ingest.staging import write_json_atomic
+    from pipeline.ingest.staging import write_json_atomic, write_text_atomic
     from pipeline.report.notice import render_notice
 
     pack = collect_evidence(settings, keystore)
@@ -525,10 +523,6 @@ def build_evidence_pack(settings: Settings, keystore=None) -> dict[str, Path]:
            "evidence_json": settings.reports_dir / "evidence" / "evidence.json",
            "notice": settings.reports_dir / "notice" / "index.html"}
     write_json_atomic(out["evidence_json"], pack.as_dict())
-    for key, text in (("evidence", evidence), ("notice", notice)):
-        target = out[key]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".tmp-{target.name}")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
+    write_text_atomic(out["evidence"], evidence)
+    write_text_atomic(out["notice"], notice)
     return out | {"pack": pack}

@@ -88,7 +88,7 @@ class Page:
 def write_report(folder: Path, doc: dict, page: str) -> dict[str, Path]:
     """Write ``<stamp>.json`` and ``<stamp>.html`` under ``folder`` and replace ``latest.json``
     and ``latest.html`` atomically; returns the stamped paths."""
-    from pipeline.ingest.staging import write_json_atomic
+    from pipeline.ingest.staging import write_json_atomic, write_text_atomic
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,5 @@ def write_report(folder: Path, doc: dict, page: str) -> dict[str, Path]:
     write_json_atomic(paths["json"], doc)
     write_json_atomic(folder / "latest.json", doc)
     for target in (paths["html"], folder / "latest.html"):
-        tmp = target.with_name(f".tmp-{target.name}")
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(target)
+        write_text_atomic(target, page)
     return paths

@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from pipeline.ingest.staging import write_json_atomic
+from pipeline.ingest.staging import write_json_atomic, write_text_atomic
 from pipeline.keys import KeyDomain
 from pipeline.report.page import Page
 
@@ -72,10 +72,7 @@ def write_certificate(settings, doc: dict) -> tuple[Path, str]:
     folder = certificates_dir(settings)
     path = folder / f"{doc['certificate']}.json"
     write_json_atomic(path, doc)
-    page = folder / f"{doc['certificate']}.html"
-    tmp = page.with_name(f".tmp-{page.name}")
-    tmp.write_text(render(doc), encoding="utf-8")
-    tmp.replace(page)
+    write_text_atomic(folder / f"{doc['certificate']}.html", render(doc))
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
