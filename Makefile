@@ -5,6 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST := $(BIN)/python -m pytest
+PIP    := $(BIN)/python -m pip
 export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
@@ -16,8 +17,16 @@ $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON) (set PYTHON=...)"; exit 1; }
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@# uv, at the lock's own version and hash, then exactly the lock: `uv pip sync` resolves nothing,
+	@# checks every file against its hash and installs only what the lock lists
+	awk '/^[a-z]/{p = /^uv==/} p' requirements.lock > $(VENV)/uv-requirement.txt
+	$(PIP) install --quiet --no-deps --require-hashes -r $(VENV)/uv-requirement.txt
+	$(BIN)/uv pip sync --quiet --native-tls --require-hashes --compile-bytecode --python $(BIN)/python requirements.lock
+	@# the project itself, built by the locked setuptools with no index to fetch from
+	$(PIP) install --quiet --no-deps --no-index --no-build-isolation -e .
+	$(PIP) check
+	@# the lock is closed: the project and its extras resolve from what is installed, with no index
+	$(PIP) --isolated install --quiet --dry-run --no-index --no-build-isolation -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv from requirements.lock and install safehaven
@@ -29,7 +38,11 @@ browser:  ## headless Chromium for the report page tests (Debian package; needs 
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  { echo "installing Chromium (apt-get)"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
-test: lint test-unit test-spec test-integration test-flows test-acceptance  ## everything CI runs
+TESTS        := tests/unit tests/spec tests/integration tests/flows tests/acceptance
+TEST_WORKERS ?= 2
+
+test: lint browser  ## everything CI runs: every test kind in one session (shared fixtures), on two workers
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup $(TESTS) -q --durations=30
 
 test-unit: install  ## fast, no files beyond tmp
 	$(PYTEST) tests/unit -q
@@ -52,10 +65,22 @@ lint: install  ## ruff
 bench: install  ## benchmarks -> benchmarks/results/
 	$(BIN)/python -m benchmarks.run
 
-lock:  ## re-resolve requirements.lock from pyproject.toml (needs network)
-	$(PYTHON) -m venv /tmp/safehaven-uv && /tmp/safehaven-uv/bin/pip install --quiet uv
-	/tmp/safehaven-uv/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
-	  --python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
+# The lock is a function of pyproject.toml and LOCK_CUTOFF alone: uv ignores releases uploaded after
+# the cutoff and any pins already in the file, so `make lock` re-creates the committed lock whatever
+# the index holds by then. To take newer releases, move the cutoff and re-run the tests.
+LOCK_CUTOFF := 2026-11-24T00:00:00Z
+UV_VERSION  := 0.13.9
+LOCK_VENV   := /tmp/safehaven-uv-$(UV_VERSION)
+UV          ?= $(LOCK_VENV)/bin/uv
+LOCK_OUT    ?= requirements.lock
+
+lock: $(UV)  ## re-resolve requirements.lock from pyproject.toml as of LOCK_CUTOFF (needs network)
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --generate-hashes --exclude-newer $(LOCK_CUTOFF) --upgrade --custom-compile-command "make lock" \
+	  --quiet -o $(LOCK_OUT)
+
+$(LOCK_VENV)/bin/uv:
+	$(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
