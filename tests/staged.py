@@ -45,3 +45,18 @@ def staged_contents(root: Path, contracts_dir: Path) -> dict[str, list[dict]]:
         frame = staged_frame(settings, path, keystore)
         out[str(path.relative_to(root / "staging"))] = frame.sort(frame.columns).to_dicts() if frame.height else []
     return out
+
+
+#: The lookup and opt-out lists that activity feeds need, then three activity feeds: about 80
+#: deliveries of the small population, for flow tests whose property does not need every feed.
+SOME_FEEDS = ("postcode_lookup", "ndoo", "type1_optout", "sus_apc", "ecds", "gp")
+
+
+def feed_options(feeds=SOME_FEEDS) -> list[str]:
+    """``--feed NAME`` for each feed, for ``safehaven ingest``."""
+    return [arg for feed in feeds for arg in ("--feed", feed)]
+
+
+def only_feeds(contents: dict[str, list[dict]], feeds=SOME_FEEDS) -> dict[str, list[dict]]:
+    """The part of ``staged_contents`` that belongs to ``feeds``."""
+    return {path: rows for path, rows in contents.items() if path.split("/")[0] in feeds}

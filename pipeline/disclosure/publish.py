@@ -68,6 +68,7 @@ from pipeline.disclosure.table import (
     count_people,
 )
 from pipeline.errors import DisclosureFailed, OutputTampered, UserError
+from pipeline.failpoints import crash_point
 from pipeline.fsutil import fsync_path, lock_or_fail
 from pipeline.ingest.gate import sha256_file
 from pipeline.ingest.staging import write_json_atomic
@@ -358,6 +359,7 @@ def publish(settings, keystore, audit: AuditLog, *, contract: str = "commissioni
             built.append((table, release, audited, shown, {"method": method, "audited_with": joint,
                                                            "population": table_population}))
             step(table.name)
+            crash_point("publish.table-protected")
         meta = {"package": package, "contract": {"name": spec.name, "version": spec.version},
                 "profile": {"name": spec.profile.name, "version": spec.profile.version,
                             "description": spec.profile.description, "symbol": spec.profile.symbol,

@@ -176,14 +176,48 @@ class GxProject:
         self.context.validation_results_store.set(key, outcome)
 
     def build_data_docs(self) -> Path:
+        """Render the Data Docs site: everything the first time, later only the pages of new
+        validation results and changed suites, and the index (a daily run costs its own
+        deliveries, not the whole history). Nothing new: nothing is rendered."""
         with self.lock:
-            self.context.build_data_docs()
-        return self.data_docs_index
+            if not data_docs_index(self.project_dir).exists():
+                self.context.build_data_docs()
+                return data_docs_index(self.project_dir)
+            results, suites = unrendered(self.project_dir)
+            if results or suites:
+                wanted = {tuple(r.parts) for r in results}
+                keys = [k for k in self.context.validation_results_store.list_keys()
+                        if (*k.to_tuple()[:-1], k.to_tuple()[-1] + ".json") in wanted]
+                keys += [k for k in self.context.expectations_store.list_keys() if k.to_tuple()[0] in suites]
+                self.context.build_data_docs(resource_identifiers=keys)
+        return data_docs_index(self.project_dir)
 
     @property
     def data_docs_index(self) -> Path:
-        return self.project_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+        return data_docs_index(self.project_dir)
 
     @property
     def results_dir(self) -> Path:
         return self.project_dir / "gx" / "uncommitted" / "validations"
+
+
+def data_docs_index(project_dir: Path) -> Path:
+    return Path(project_dir) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+def unrendered(project_dir: Path) -> tuple[list[Path], set[str]]:
+    """Validation results (paths under the results store) without a Data Docs page, and suites
+    whose page is missing or older than the suite: read from the file system alone, so a
+    process that validated nothing itself (a Dask flow's parent) sees its workers' results
+    without importing GX."""
+    gx_dir = Path(project_dir) / "gx"
+    site = data_docs_index(project_dir).parent
+    store = gx_dir / "uncommitted" / "validations"
+    results = [p.relative_to(store) for p in sorted(store.rglob("*.json"))
+               if not (site / "validations" / p.relative_to(store)).with_suffix(".html").exists()]
+    suites = set()
+    for suite in sorted((gx_dir / "expectations").glob("*.json")):
+        page = site / "expectations" / f"{suite.stem}.html"
+        if not page.exists() or page.stat().st_mtime_ns < suite.stat().st_mtime_ns:
+            suites.add(suite.stem)
+    return results, suites

@@ -42,7 +42,7 @@ from pipeline.audit import AuditLog
 from pipeline.contracts import FeedContract, TableSpec, require_contract
 from pipeline.contracts.suites import numeric_shadow
 from pipeline.errors import DeliveryError, DeliveryQuarantined
-from pipeline.ingest._gx import GxProject
+from pipeline.ingest._gx import GxProject, data_docs_index, unrendered
 from pipeline.ingest.deliveries import Delivery
 from pipeline.ingest.rules import RuleCounter, read_batches
 from pipeline.logs import contains_identifier
@@ -363,7 +363,12 @@ class ValidationGate:
         return result
 
     def build_data_docs(self) -> Path | None:
-        """Rebuild the Data Docs site for IG leads; returns the index page."""
-        if self._gx is None and not (self.settings.validation_dir / "gx").exists():
-            return None
+        """Bring the Data Docs site for IG leads up to date (new pages only); returns the index
+        page, or None before anything was ever validated. GX is opened only if a page is due."""
+        project = self.settings.validation_dir
+        if self._gx is None:
+            if not (project / "gx").exists():
+                return None
+            if data_docs_index(project).exists() and unrendered(project) == ([], set()):
+                return data_docs_index(project)
         return self.gx.build_data_docs()

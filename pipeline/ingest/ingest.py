@@ -25,6 +25,7 @@ import pipeline
 from pipeline.audit import AuditLog
 from pipeline.contracts import FeedContract, FeedKind
 from pipeline.errors import DeliveryError, DeliveryQuarantined, OptOutListStale
+from pipeline.failpoints import crash_point
 from pipeline.ingest.deliveries import Delivery, find_delivery_files
 from pipeline.ingest.firewall import Firewall, FirewallKeys, normalised_postcode
 from pipeline.ingest.gate import (
@@ -125,7 +126,6 @@ class Ingestor:
             self._opt_outs(contract)
             if any(c.action == "postcode-geography" for t in contract.tables.values() for c in t.columns):
                 self._postcode_lookup()
-        self.gate.gx  # noqa: B018 - create the GX project before threads share it
 
     def ingest_all(self, feeds: list[str] | None = None, on_result=None) -> list[IngestResult]:
         """Ingest every waiting delivery: lists and reference data in order, then activity
@@ -262,6 +262,7 @@ class Ingestor:
         except BaseException:
             abort()
             raise
+        crash_point("ingest.committed")
         doc = {
             "delivery": delivery.id,
             "feed": feed,

@@ -28,6 +28,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline.errors import KeyMismatch, TransientError
+from pipeline.failpoints import crash_point
 from pipeline.ingest.staging import read_manifest, staged_reader, write_json_atomic
 
 __all__ = ["BOOKKEEPING_DDL", "LoadResult", "Warehouse", "connect", "httpfs_extension"]
@@ -223,6 +224,7 @@ class Warehouse:
                 staged = staged_reader(staging, parquet, self.keystore,  # noqa: F841 - read by DuckDB by name
                                        {"_period": doc["period"], "_version": doc["version"]})
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM staged")
+                crash_point("warehouse.delivery-inserted")
             con.execute(f"""
                 INSERT INTO _loads
                 SELECT b.delivery, b.feed, ?, b.period, b.version, b.manifest_sha256, coalesce(c.n, 0), now(), NULL

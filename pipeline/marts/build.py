@@ -20,6 +20,7 @@ import duckdb
 import polars as pl
 
 from pipeline.errors import ContractError
+from pipeline.failpoints import crash_point
 from pipeline.fsutil import fsync_path
 from pipeline.ingest.staging import read_manifest, write_json_atomic
 from pipeline.keys import KeyDomain
@@ -222,6 +223,7 @@ def _publish_one(settings, keystore, con, name: str, contract: MartContract, bui
         con.execute("DETACH m")
     fsync_path(path)
     path.chmod(0o440)
+    crash_point("mart.written")
     write_json_atomic(settings.marts_dir / f"{name}.current.json", {
         "mart": name, "file": f"{name}/{path.name}", "key": key_name, "tables": tables,
         "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "contract": contract.path.name})

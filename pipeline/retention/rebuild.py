@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from pipeline.failpoints import crash_point
 from pipeline.fsutil import fsync_path
 from pipeline.linkage.quality import build_record_linkage
 from pipeline.linkage.rescue import rescue_link
@@ -110,6 +111,7 @@ def rebuild_warehouse(warehouse: Warehouse, old_generation: int, new_generation:
                 con.execute(f"INSERT INTO _candidates SELECT DISTINCT {column}, '{kind}' FROM old.{table} "
                             f"WHERE {due} AND {column} IS NOT NULL")
             progress(f"copy {table}")
+            crash_point("retention.table-copied")
         con.execute("DETACH old")
         build_spine(con)
         rescue_link(con)

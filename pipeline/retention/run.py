@@ -37,6 +37,7 @@ import pyarrow.parquet.encryption as pqe
 
 from pipeline import __version__
 from pipeline.errors import TransientError, UserError
+from pipeline.failpoints import crash_point
 from pipeline.fsutil import lock_or_fail
 from pipeline.ingest.gate import sha256_file
 from pipeline.ingest.staging import read_manifest, write_json_atomic
@@ -179,6 +180,7 @@ def _warehouse_steps(settings, keystore, audit, warehouse: Warehouse, journal: d
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "rebuilt_from": old, "retention": journal["certificate"]})
         _save(settings, journal, "switched")
+        crash_point("retention.switched")
     progress("switch")
     if "old-destroyed" not in phases:
         name = warehouse._key_name(old)

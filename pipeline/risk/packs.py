@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from pipeline.errors import SafehavenError
+from pipeline.failpoints import crash_point
 from pipeline.keys import KeyDomain
 from pipeline.pseudonymise.pseudonyms import display_form, hmac_expr
 
@@ -125,6 +126,7 @@ def write_packs(con: duckdb.DuckDBPyConnection, keystore, folder: Path, *, tiers
         (tmp / f"{practice}.pack.json").write_text(json.dumps({"manifest": manifest, "signature": signature},
                                                               indent=2), encoding="utf-8")
         written.append(PackInfo(practice, run / f"{practice}.pack.json", part.height))
+        crash_point("packs.written")
     tmp.rename(run)  # a run's packs appear together or not at all
     return written
 

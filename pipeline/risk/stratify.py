@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from pipeline.failpoints import crash_point
 from pipeline.ingest.staging import read_manifest, write_json_atomic
 from pipeline.linkage import open_warehouse
 from pipeline.risk.card import write_model_card
@@ -46,6 +47,7 @@ def train_step(settings, keystore, audit, *, progress=lambda step: None) -> dict
             result = train_models(con, _conditions(settings), settings.models_dir, progress=progress)
         finally:
             con.close()
+    crash_point("risk.model-saved")
     paths = write_model_card(settings.reports_dir / "models", result.card)
     write_json_atomic(settings.models_dir / "current.json", {"version": result.version,
                                                              "trained_at": result.card["created_at"]})

@@ -3,7 +3,7 @@
 import json
 import shutil
 
-from tests.acceptance.conftest import run_safehaven
+from tests.cli import run_cli
 
 
 def test_demo_generates_validates_and_leaves_an_intact_audit_log(demo_run, tmp_path):
@@ -25,9 +25,9 @@ def test_demo_generates_validates_and_leaves_an_intact_audit_log(demo_run, tmp_p
     assert (root / "reports" / "evidence" / "index.html").exists() and (root / "reports" / "notice" / "index.html").exists()
     assert not list((root / "retention").glob("certificates/*.json"))  # the demo plans, never destroys
     # A second run over the same root is clean too (deterministic files, appended audit log).
-    again = run_safehaven("demo", "--population", "1500", root=root)
+    again = run_cli("demo", "--population", "1500", root=root)
     assert again.returncode == 0, again.stderr[-2000:]
-    verify = run_safehaven("audit", "verify", root=root, timeout=120)
+    verify = run_cli("audit", "verify", root=root, timeout=120)
     assert verify.returncode == 0 and "intact" in verify.stdout
 
 

@@ -15,8 +15,8 @@ from matplotlib.image import imread
 from pipeline.contracts import feed_names
 from pipeline.logs import contains_identifier
 from pipeline.report.evidence import visible_text
-from tests.acceptance.conftest import SYNTHETIC, run_safehaven
 from tests.browser import render
+from tests.cli import SYNTHETIC, run_cli
 from tests.conftest import CONTRACTS
 from tests.leakscan import collect, hits_in_text
 
@@ -86,7 +86,7 @@ def test_editing_one_audit_line_turns_the_panel_red(demo_run, tmp_path):
     lines[4] = json.dumps(entry, sort_keys=True) + "\n"
     log.write_text("".join(lines))
 
-    out = run_safehaven("report", root=root, timeout=300, env=SYNTHETIC)
+    out = run_cli("report", root=root, timeout=300, env=SYNTHETIC)
     assert out.returncode == 31, out.stdout[-2000:] + out.stderr[-2000:]  # AuditTampered, after writing the pack
     assert "broken at line 5" in out.stderr
     dom, png = render(root / "reports" / "evidence" / "index.html", tmp_path / "red")

@@ -1,33 +1,24 @@
-"""The ``link`` flow as ``safehaven link`` runs it: killed mid-run and run again, it gives the
-same warehouse tables and marts as one clean run; and ``safehaven query`` refuses a write and
-audits it."""
+"""The ``link`` flow as ``safehaven link`` runs it: killed mid-run (at fixed crash points, see
+``pipeline.failpoints``) and run again, it gives the same warehouse tables and marts as one
+clean run; and ``safehaven query`` refuses a write and audits it."""
 
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import polars as pl
 
-from pipeline.ingest.ingest import Ingestor
 from pipeline.keys import open_keystore
 from pipeline.linkage import open_warehouse
 from pipeline.linkage.warehouse import connect
 from pipeline.marts import current_mart
-from pipeline.settings import Settings
-from pipeline.synth import EXTRACT_DATE, generate
-from tests.conftest import CONTRACTS
-from tests.flows.conftest import run_cli
+from tests.cli import SYNTHETIC, run_cli, run_until_crash
+from tests.conftest import copy_root, synthetic_settings
 
-ENV = {"SAFEHAVEN_AS_OF": EXTRACT_DATE.isoformat(), "SAFEHAVEN_ALLOW_SYNTHETIC_NHS_NUMBERS": "true"}
+ENV = SYNTHETIC
 TABLES = ("spine", "apc_spells", "person_events", "rescue_candidates", "rescue_outcomes", "rescued_links", "record_linkage")
 
 
 def _settings(root):
-    return Settings(data_root=root, contracts_dir=CONTRACTS, as_of=EXTRACT_DATE, allow_synthetic_nhs_numbers=True)
+    return synthetic_settings(root)
 
 
 def _rows(frame: pl.DataFrame) -> list[dict]:
@@ -59,43 +50,36 @@ def _state(root) -> dict:
     return state
 
 
-def _start_link(root):
-    env = {**os.environ, **ENV, "SAFEHAVEN_DATA_ROOT": str(root), "GX_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "link"], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _loads_by_table(root) -> dict[str, int]:
+    settings = _settings(root)
+    con = open_warehouse(settings, open_keystore(settings, create_demo=True)).open(create=False)
+    try:
+        return dict(con.execute("SELECT tbl, count(*) FROM _loads GROUP BY ALL").fetchall())
+    finally:
+        con.close()
 
 
-def _kill_when(proc, ready, timeout=300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not ready() and proc.poll() is None:
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+def test_kill_link_mid_run_then_rerun_equals_one_clean_run(staged_root, linked, tmp_path):
+    crashed = copy_root(staged_root, tmp_path / "crashed", without=("landing",))
+    staged = {}
+    for manifest in (crashed / "staging").rglob("*.manifest.json"):
+        table = json.loads(manifest.read_text())["table"]
+        staged[table] = staged.get(table, 0) + 1
 
-
-def test_kill_link_mid_run_then_rerun_equals_one_clean_run(tmp_path):
-    crashed, clean = tmp_path / "crashed", tmp_path / "clean"
-    settings = _settings(crashed)
-    generate(settings, population=1200, seed=21)
-    Ingestor(settings, open_keystore(settings, create_demo=True)).ingest_all()
-    shutil.copytree(crashed, clean, ignore=shutil.ignore_patterns("landing"))
-
-    # 1. killed while loading deliveries into the warehouse
-    proc = _start_link(crashed)
-    _kill_when(proc, lambda: (crashed / "warehouse" / "warehouse-g1.duckdb").exists())
-    assert not (crashed / "reports" / "linkage" / "latest.json").exists()  # really mid-run
-    # 2. killed again while publishing the marts
-    proc = _start_link(crashed)
-    _kill_when(proc, lambda: any((crashed / "marts").glob("*/*.duckdb")))
-    assert not (crashed / "marts" / "person.current.json").exists()
+    # 1. killed inside a table's load transaction, 60 deliveries in: the tables committed before
+    #    it are whole, the one being loaded is not there at all
+    run_until_crash("link", root=crashed, crash_at="warehouse.delivery-inserted:60", env=ENV)
+    assert not (crashed / "reports" / "linkage" / "latest.json").exists()
+    loaded = _loads_by_table(crashed)
+    assert 0 < sum(loaded.values()) < 60 and all(n == staged[t] for t, n in loaded.items()), (loaded, staged)
+    # 2. killed again with the first mart's new file written and its pointer not yet switched
+    run_until_crash("link", root=crashed, crash_at="mart.written", env=ENV)
+    assert list((crashed / "marts").glob("*/*.duckdb")) and not list((crashed / "marts").glob("*.current.json"))
     # 3. run to the end
     again = run_cli("link", root=crashed, env=ENV)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
-    once = run_cli("link", root=clean, env=ENV)
-    assert once.returncode == 0, once.stdout[-2000:] + once.stderr[-3000:]
 
-    a, b = _state(crashed), _state(clean)
+    a, b = _state(crashed), _state(linked[0].data_root)  # the session's one clean run
     assert a.keys() == b.keys()
     for key in a:
         assert a[key] == b[key], key
@@ -109,6 +93,7 @@ def test_kill_link_mid_run_then_rerun_equals_one_clean_run(tmp_path):
 
 
 def test_query_refuses_a_write_and_audits_it(demo_root, tmp_path):
+    demo_root = copy_root(demo_root, tmp_path / "demo")  # the audit log grows
     out = run_cli("query", "--role", "analyst", "DELETE FROM people WHERE age > 80", root=demo_root, env=ENV)
     assert out.returncode == 50, out.stdout + out.stderr
     assert "refused" in out.stderr and "Traceback" not in out.stderr

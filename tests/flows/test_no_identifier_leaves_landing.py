@@ -13,8 +13,9 @@ import polars as pl
 from pipeline.keys import open_keystore
 from pipeline.linkage.warehouse import connect
 from pipeline.settings import Settings
+from tests.cli import prefect_db
 from tests.conftest import CONTRACTS
-from tests.leakscan import collect, scan
+from tests.leakscan import collect, scan, scan_file
 from tests.staged import staged_frame, write_staged
 
 
@@ -37,6 +38,8 @@ def test_nothing_identifying_outside_landing(demo_root):
     assert len(list((demo_root / "staging").rglob("*.parquet"))) > 200
     assert len(list((demo_root / "marts").rglob("*.duckdb"))) >= 3
     assert scan(demo_root, ids, keystore=_keystore(demo_root)) == []
+    # Commands run on copies of the demo's root used the session's shared Prefect server.
+    assert scan_file(prefect_db(), ids) == []
 
 
 def test_the_scan_finds_an_identifier_written_through_on_purpose(demo_root, tmp_path):

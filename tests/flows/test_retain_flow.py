@@ -5,20 +5,17 @@ certificates, the audit log or Prefect."""
 
 import datetime as dt
 import json
-import os
-import shutil
 import sqlite3
-import subprocess
-import sys
+
+import pytest
 
 from pipeline.keys import open_keystore
 from pipeline.linkage import open_warehouse
 from pipeline.settings import Settings
-from tests.conftest import CONTRACTS
-from tests.flows.conftest import run_cli
-from tests.flows.test_link_flow import _kill_when
+from tests.cli import prefect_db, run_cli, run_until_crash
+from tests.conftest import CONTRACTS, copy_root
 from tests.integration.test_retention import DATED
-from tests.leakscan import collect, scan
+from tests.leakscan import collect, scan, scan_file
 
 AS_OF = dt.date(2029, 6, 1)
 ENV = {"SAFEHAVEN_AS_OF": AS_OF.isoformat(), "SAFEHAVEN_ALLOW_SYNTHETIC_NHS_NUMBERS": "true"}
@@ -47,41 +44,41 @@ def _split(root) -> dict[str, tuple[int, int]]:
         con.close()
 
 
-def _start(root):
-    env = {**os.environ, **ENV, "SAFEHAVEN_DATA_ROOT": str(root), "GX_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "retain", "run"], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+@pytest.fixture(scope="module")
+def retained(demo_root, tmp_path_factory):
+    """One clean `retain plan` then `retain run` on a copy of the demo's root: (root, plan's output)."""
+    root = copy_root(demo_root, tmp_path_factory.mktemp("retained") / "data")
+    plan = run_cli("retain", "plan", root=root, env=ENV)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    once = run_cli("retain", "run", root=root, env=ENV)
+    assert once.returncode == 0, once.stdout[-2000:] + once.stderr[-3000:]
+    return root, plan.stdout
 
 
 def _certificate(root) -> dict:
     return json.loads(max((root / "retention" / "certificates").glob("*.json")).read_text())
 
 
-def test_kill_retain_mid_destruction_then_rerun_equals_one_clean_run(demo_root, tmp_path):
+def test_kill_retain_mid_destruction_then_rerun_equals_one_clean_run(demo_root, retained, tmp_path):
     ids = collect(demo_root / "landing")
-    crashed, clean = tmp_path / "crashed", tmp_path / "clean"
-    shutil.copytree(demo_root, crashed)
-    shutil.copytree(demo_root, clean)
+    crashed, clean = copy_root(demo_root, tmp_path / "crashed"), retained[0]
     before = _split(crashed)
     old = _pointer(crashed)
     assert all(due and kept for due, kept in before.values())
 
-    # 1. killed while the new generation is being written: the old state, whole
-    proc = _start(crashed)
-    _kill_when(proc, lambda: (crashed / "warehouse" / f"warehouse-g{old + 1}.duckdb").exists())
+    # 1. killed with three tables copied into the new generation: the old state, whole
+    run_until_crash("retain", "run", root=crashed, crash_at="retention.table-copied:3", env=ENV)
+    assert (crashed / "warehouse" / f"warehouse-g{old + 1}.duckdb").exists()  # really mid-rebuild
     assert _pointer(crashed) == old
     assert _split(crashed) == before
-    # 2. killed again once the switch has happened: the new state, no row that was not due missing
-    proc = _start(crashed)
-    _kill_when(proc, lambda: _pointer(crashed) != old)
+    # 2. killed again just after the switch: the new state, no row that was not due missing
+    run_until_crash("retain", "run", root=crashed, crash_at="retention.switched", env=ENV)
     assert _pointer(crashed) > old
+    assert (crashed / "warehouse" / f"warehouse-g{old}.duckdb").exists()  # the old one not yet destroyed
     assert _split(crashed) == {t: (0, kept) for t, (_, kept) in before.items()}
     # 3. a re-run completes it
     again = run_cli("retain", "run", root=crashed, env=ENV)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
-    once = run_cli("retain", "run", root=clean, env=ENV)
-    assert once.returncode == 0, once.stdout[-2000:] + once.stderr[-3000:]
     assert _split(crashed) == _split(clean) == {t: (0, kept) for t, (_, kept) in before.items()}
     a, b = _certificate(crashed), _certificate(clean)
     assert a["verification"]["passed"] and b["verification"]["passed"]
@@ -100,20 +97,17 @@ def test_kill_retain_mid_destruction_then_rerun_equals_one_clean_run(demo_root, 
     # Nothing identifying in the certificates, the journal's traces, the audit log or Prefect.
     settings = _settings(crashed)
     assert scan(crashed, ids, keystore=open_keystore(settings, create_demo=True)) == []
-    con = sqlite3.connect(next((crashed / "prefect").glob("*.db")))
+    assert scan_file(prefect_db(), ids) == []
+    con = sqlite3.connect(f"file:{prefect_db()}?mode=ro", uri=True)
     params = [json.loads(p) for (p,) in con.execute(
         "SELECT parameters FROM flow_run WHERE flow_id IN (SELECT id FROM flow WHERE name = 'retain')").fetchall()]
     con.close()
     assert params and all(set(p) == {"data_root", "as_of"} for p in params)
 
 
-def test_a_tampered_certificate_fails_verify_with_its_exit_code(demo_root, tmp_path):
-    root = tmp_path / "data"
-    shutil.copytree(demo_root, root)
-    plan = run_cli("retain", "plan", root=root, env=ENV)
-    assert plan.returncode == 0, plan.stderr[-2000:]
-    assert "Retention policies" in plan.stdout and "IGA-2026-850" in plan.stdout and "due" in plan.stdout
-    assert run_cli("retain", "run", root=root, env=ENV).returncode == 0
+def test_a_tampered_certificate_fails_verify_with_its_exit_code(retained, tmp_path):
+    root, plan = copy_root(retained[0], tmp_path / "data"), retained[1]
+    assert "Retention policies" in plan and "IGA-2026-850" in plan and "due" in plan
     path = max((root / "retention" / "certificates").glob("*.json"))
     doc = json.loads(path.read_text())
     doc["operator"] = "someone else"

@@ -28,6 +28,17 @@ def _prefect(api: str, *args, timeout=240):
                            timeout=timeout, check=False)
 
 
+def _registered(api: str) -> int:
+    """Deployments the server holds (0 while it is not answering yet)."""
+    request = urllib.request.Request(f"{api}/deployments/count", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return int(json.loads(resp.read()))
+    except OSError:
+        return 0
+
+
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -45,15 +56,13 @@ def test_serve_registers_every_deployment_and_a_triggered_run_completes(tmp_path
         wanted = {f"ingest/ingest-{f.replace('_', '-')}" for f in feed_names(CONTRACTS)} | {
             "link/link-daily", "stratify/stratify-after-link", "publish/publish-monthly", "retain/retain-daily",
             "report/report-weekly"}
-        listed, deadline = [], time.monotonic() + 240
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and _registered(api) < len(wanted):  # the API, not a CLI start per poll
             assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            out = _prefect(api, "deployment", "ls", "-o", "json", timeout=60) if _listening(port) else None
-            if out is not None and out.returncode == 0:
-                listed = json.loads(out.stdout)
-                if {f"{d['entrypoint'].split(':')[1].removesuffix('_flow')}/{d['name']}" for d in listed} >= wanted:
-                    break
-            time.sleep(2)
+            time.sleep(1)
+        out = _prefect(api, "deployment", "ls", "-o", "json", timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        listed = json.loads(out.stdout)
         names = {f"{d['entrypoint'].split(':')[1].removesuffix('_flow')}/{d['name']}" for d in listed}
         assert names >= wanted, f"registered: {sorted(names)}\n" + (tmp_path / "serve.log").read_text()[-3000:]
 

@@ -8,26 +8,14 @@ import sqlite3
 
 import polars as pl
 
-from pipeline.ingest.ingest import Ingestor
 from pipeline.keys import open_keystore
-from pipeline.linkage import link, open_warehouse
+from pipeline.linkage import open_warehouse
 from pipeline.linkage.warehouse import connect
 from pipeline.marts import current_mart
 from pipeline.risk.packs import latest_pack
-from pipeline.synth import generate
-from tests.flows.conftest import run_cli
-from tests.flows.test_link_flow import ENV, _kill_when, _rows, _settings
-
-
-def _start_stratify(root):
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, **ENV, "SAFEHAVEN_DATA_ROOT": str(root), "GX_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "stratify"], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+from tests.cli import run_cli, run_until_crash
+from tests.conftest import copy_root
+from tests.flows.test_link_flow import ENV, _rows, _settings
 
 
 def _state(root) -> dict:
@@ -56,31 +44,25 @@ def _state(root) -> dict:
     return state
 
 
-def test_kill_stratify_mid_run_then_rerun_equals_one_clean_run(tmp_path):
-    crashed, clean = tmp_path / "crashed", tmp_path / "clean"
+def test_kill_stratify_mid_run_then_rerun_equals_one_clean_run(linked, stratified, tmp_path):
+    crashed = copy_root(linked[0].data_root, tmp_path / "crashed", without=("landing",))
     settings = _settings(crashed)
-    generate(settings, population=1500, seed=23)
-    keystore = open_keystore(settings, create_demo=True)
-    Ingestor(settings, keystore).ingest_all()
-    link(settings, keystore)
-    shutil.copytree(crashed, clean, ignore=shutil.ignore_patterns("landing"))
 
-    # 1. killed once the model is saved, before scoring
-    proc = _start_stratify(crashed)
-    _kill_when(proc, lambda: any(settings.models_dir.glob("*/card.json")))
-    assert not settings.case_finding_dir.exists()  # really mid-run
-    # 2. killed again while publishing the marts or writing packs
-    proc = _start_stratify(crashed)
-    _kill_when(proc, lambda: (settings.models_dir / "current.json").exists()
-               and sum(1 for _ in settings.marts_dir.glob("person/*.duckdb")) >= 2)
+    # 1. killed once the chosen model is saved: no card page, no current pointer, nothing scored
+    run_until_crash("stratify", root=crashed, crash_at="risk.model-saved", env=ENV)
+    assert list(settings.models_dir.glob("*/model.pkl")) and not (settings.models_dir / "current.json").exists()
+    assert not settings.case_finding_dir.exists()
+    # 2. killed again with three practices' packs written to the unpublished folder
+    run_until_crash("stratify", root=crashed, crash_at="packs.written:3", env=ENV)
+    (pending,) = settings.case_finding_dir.glob(".tmp-*")
+    assert len(list(pending.glob("*.pack.json"))) == 3
+    assert not [p for p in settings.case_finding_dir.iterdir() if not p.name.startswith(".")]
     # 3. run to the end
     again = run_cli("stratify", root=crashed, env=ENV)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
-    once = run_cli("stratify", root=clean, env=ENV)
-    assert once.returncode == 0, once.stdout[-2000:] + once.stderr[-3000:]
-    assert "signed case-finding packs" in once.stdout and "validation AUROC" in once.stdout
+    assert "signed case-finding packs" in again.stdout and "validation AUROC" in again.stdout
 
-    a, b = _state(crashed), _state(clean)
+    a, b = _state(crashed), _state(stratified[0].data_root)  # the session's one clean run
     assert a.keys() == b.keys() and any(k.startswith("pack.") for k in a)
     for key in a:
         assert a[key] == b[key], key
@@ -88,6 +70,7 @@ def test_kill_stratify_mid_run_then_rerun_equals_one_clean_run(tmp_path):
 
 
 def test_cli_reidentifies_for_a_practice_and_verifies_its_pack(demo_root, tmp_path):
+    demo_root = copy_root(demo_root, tmp_path / "demo")  # re-identification writes landing/ and the audit log
     folder = max(p for p in (demo_root / "outputs" / "case-finding").iterdir() if not p.name.startswith("."))
     pack = max(folder.glob("*.pack.json"), key=lambda p: json.loads(p.read_text())["manifest"]["rows"])
     practice = pack.name.split(".")[0]
@@ -135,6 +118,7 @@ def test_the_stratify_run_leaves_metric_and_count_artifacts_in_prefect(demo_root
 
 
 def test_cli_stratify_takes_an_external_tools_scores(demo_root, tmp_path):
+    demo_root = copy_root(demo_root, tmp_path / "demo")  # scored again, from the vendor's file
     ids = tmp_path / "people.csv"
     out = run_cli("query", "--role", "analyst", "SELECT person_id, age FROM people", "--csv", str(ids),
                   root=demo_root, env=ENV)

@@ -139,6 +139,47 @@ def test_ingesting_twice_is_a_no_op(population_copy):
     assert {p: p.read_bytes() for p in population_copy.staging.rglob("*.parquet")} == files
 
 
+def test_data_docs_render_only_what_is_new(population_copy, monkeypatch):
+    """The first run renders the whole site; a later run renders the new deliveries' pages and
+    the index and leaves earlier pages alone; a run that validated nothing new renders nothing."""
+    from pipeline.ingest import _gx
+
+    later = sorted((population_copy.landing / "sus_apc").glob("*.csv"))[-3:]
+    aside = population_copy.data_root / "aside"
+    aside.mkdir()
+    for path in later:
+        path.rename(aside / path.name)
+    ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout", "sus_apc"])
+    site = population_copy.validation_dir / "gx" / "uncommitted" / "data_docs" / "local_site"
+    pages = {p: p.stat().st_mtime_ns for p in (site / "validations").rglob("*.html")}
+    assert len(pages) > 30 and (site / "index.html").exists()
+
+    for path in later:
+        (aside / path.name).rename(path)
+    rendered = []
+    real_build = _gx.GxProject.build_data_docs
+
+    def spy(self):
+        rendered.append(_gx.unrendered(self.project_dir))
+        return real_build(self)
+
+    monkeypatch.setattr(_gx.GxProject, "build_data_docs", spy)
+    results = ingest(population_copy, ["sus_apc"])
+    assert sorted(r.file for r in results if r.status == "staged") == sorted(p.name for p in later)
+    (new_results, _suites), = rendered
+    assert len(new_results) == 3  # only the three new deliveries' pages were due
+    now = {p: p.stat().st_mtime_ns for p in (site / "validations").rglob("*.html")}
+    assert len(now) == len(pages) + 3 and all(now[p] == t for p, t in pages.items())  # the rest untouched
+    index = (site / "index.html").read_text()
+    assert all(result.parts[1] in index for result in new_results)  # the index links the new runs
+    assert _gx.unrendered(population_copy.validation_dir) == ([], set())
+
+    opened = []
+    monkeypatch.setattr(_gx.GxProject, "__init__", lambda self, project_dir: opened.append(project_dir))
+    again = ingest(population_copy, ["sus_apc"])
+    assert {r.status for r in again} == {"skipped"} and opened == []  # nothing new: GX not even opened
+
+
 def test_a_changed_file_under_the_same_version_is_quarantined(population_copy):
     ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout", "sus_apc"])
     path = min((population_copy.landing / "sus_apc").glob("*.csv"))

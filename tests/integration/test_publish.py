@@ -12,15 +12,23 @@ import zipfile
 import polars as pl
 import pytest
 
+from pipeline.audit import AuditLog
 from pipeline.disclosure import TOTAL
 from pipeline.disclosure import publish as publish_module
 from pipeline.disclosure.ledger import ReleaseLedger
 from pipeline.disclosure.outputs import load_output_contract
 from pipeline.disclosure.publish import ledger_dir, publish, published_dir, verify_package
 from pipeline.errors import ContractError, DisclosureFailed, OutputTampered
+from pipeline.keys import open_keystore
 from pipeline.marts.query import open_marts
 from tests.browser import render
-from tests.integration.conftest import stratified_copy
+from tests.conftest import (
+    SMALL_PACKAGE,
+    copy_root,
+    small_package_contracts,
+    stratified_copy,
+    synthetic_settings,
+)
 from tests.leakscan import collect, scan
 
 TABLES = ("people_by_ward_age_gender_tier", "long_term_conditions_by_ward", "emergency_admissions_by_practice_tier",
@@ -28,17 +36,9 @@ TABLES = ("people_by_ward_age_gender_tier", "long_term_conditions_by_ward", "eme
 
 
 @pytest.fixture(scope="module")
-def ready(linked, tmp_path_factory):
+def ready(stratified, tmp_path_factory):
     """A stratified copy (marts with tiers), nothing published yet."""
-    return stratified_copy(linked, tmp_path_factory, "publish")
-
-
-@pytest.fixture(scope="module")
-def published(ready):
-    settings, keystore, audit, *_ = ready
-    steps = []
-    result = publish(settings, keystore, audit, progress=steps.append)
-    return settings, keystore, audit, result, steps
+    return stratified_copy(stratified, tmp_path_factory, "publish")
 
 
 def _files(folder):
@@ -214,10 +214,10 @@ def test_nothing_in_the_package_or_the_ledger_holds_an_identifier(published):
     assert scan(ledger_dir(settings), ids, skip=()) == []
 
 
-def test_a_failed_audit_publishes_nothing(ready, tmp_path_factory, monkeypatch, linked):
+def test_a_failed_audit_publishes_nothing(ready, tmp_path_factory, monkeypatch, stratified):
     """Security property 3: with secondary suppression switched off, the audit finds the hidden
     cells recoverable from the margins; nothing is written, the refusal is audited."""
-    settings, keystore, audit, *_ = stratified_copy(linked, tmp_path_factory, "publish-fail")
+    settings, keystore, audit, *_ = stratified_copy(stratified, tmp_path_factory, "publish-fail")
     monkeypatch.setattr(publish_module, "protect", lambda release, method="cube": release)
     with pytest.raises(DisclosureFailed, match="people_by_ward_age_gender_tier: .* hidden cell"):
         publish(settings, keystore, audit)
@@ -228,9 +228,15 @@ def test_a_failed_audit_publishes_nothing(ready, tmp_path_factory, monkeypatch, 
     assert not ReleaseLedger(ledger_dir(settings)).entries()
 
 
-def test_a_crash_while_writing_leaves_nothing_and_a_rerun_is_one_clean_run(linked, tmp_path_factory, monkeypatch,
-                                                                            published):
-    settings, keystore, audit, *_ = stratified_copy(linked, tmp_path_factory, "publish-crash")
+def test_a_crash_while_writing_leaves_nothing_and_a_rerun_is_one_clean_run(stratified, tmp_path_factory, tmp_path,
+                                                                            monkeypatch):
+    contracts = small_package_contracts(tmp_path / "contracts")  # the property does not need the big table
+    roots = {}
+    for name in ("crash", "clean"):
+        copied, keystore, audit, *_ = stratified_copy(stratified, tmp_path_factory, f"publish-{name}")
+        roots[name] = synthetic_settings(copied.data_root, contracts), keystore, audit
+    (settings, keystore, audit), (clean_settings, clean_keystore, clean_audit) = roots["crash"], roots["clean"]
+    tables = [t.name for t in load_output_contract(contracts, SMALL_PACKAGE).tables]
     real = publish_module._write_workbook
 
     def crash(*args, **kwargs):
@@ -238,29 +244,32 @@ def test_a_crash_while_writing_leaves_nothing_and_a_rerun_is_one_clean_run(linke
 
     monkeypatch.setattr(publish_module, "_write_workbook", crash)
     with pytest.raises(OSError, match="disk full"):
-        publish(settings, keystore, audit)
+        publish(settings, keystore, audit, contract=SMALL_PACKAGE)
     assert not [p for p in published_dir(settings).iterdir() if p.name != ".publish.lock"]
     assert "disclosure.published" not in [e.event for e in audit.entries()]
-    killed = published_dir(settings) / f".pending-{published[3].package}-0badc0de"  # a run killed mid-write
+    monkeypatch.setattr(publish_module, "_write_workbook", real)
+    clean = publish(clean_settings, clean_keystore, clean_audit, contract=SMALL_PACKAGE).folder  # one clean run
+    killed = published_dir(settings) / f".pending-{clean.name}-0badc0de"  # a run killed mid-write
     (killed / "records").mkdir(parents=True)
     (killed / "records" / "half.json").write_text("{")
-    monkeypatch.setattr(publish_module, "_write_workbook", real)
-    result = publish(settings, keystore, audit)
+    result = publish(settings, keystore, audit, contract=SMALL_PACKAGE)
     assert not killed.exists()
     assert verify_package(result.folder) == []
-    assert len(ReleaseLedger(ledger_dir(settings)).entries()) == len(TABLES)  # the crashed run's entries, once
+    assert len(ReleaseLedger(ledger_dir(settings)).entries()) == len(tables) == 3  # the crashed run's, once
     # Same people, same mart contents: the same tables as the clean run on the other copy.
-    clean = published[3].folder
-    for name in TABLES:
+    assert result.folder.name == clean.name
+    for name in tables:
         assert (result.folder / f"{name}.csv").read_bytes() == (clean / f"{name}.csv").read_bytes(), name
 
 
-def test_a_changed_file_is_found_and_the_package_is_not_silently_rebuilt(linked, tmp_path_factory):
-    settings, keystore, audit, *_ = stratified_copy(linked, tmp_path_factory, "publish-tamper")
-    result = publish(settings, keystore, audit)
-    path = result.folder / f"{TABLES[1]}.csv"
+def test_a_changed_file_is_found_and_the_package_is_not_silently_rebuilt(published, tmp_path):
+    settings0, _, _, result, _ = published
+    settings = synthetic_settings(copy_root(settings0.data_root, tmp_path / "data"))
+    keystore, audit = open_keystore(settings, create_demo=True), AuditLog(settings.audit_log)
+    folder = published_dir(settings) / result.package
+    path = folder / f"{TABLES[1]}.csv"
     path.write_text(path.read_text().replace("*", "3", 1))
-    assert verify_package(result.folder) == [f"{TABLES[1]}.csv: checksum differs from the manifest"]
+    assert verify_package(folder) == [f"{TABLES[1]}.csv: checksum differs from the manifest"]
     with pytest.raises(OutputTampered, match="does not match its manifest"):
         publish(settings, keystore, audit)
 

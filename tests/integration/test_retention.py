@@ -31,7 +31,8 @@ from pipeline.retention.plan import make_plan
 from pipeline.retention.run import journal_path, run_retention
 from pipeline.retention.verify import verify_certificates
 from pipeline.settings import Settings
-from tests.integration.conftest import stratified_copy
+from tests.conftest import stratified_copy
+from tests.leakscan import Needles
 
 AS_OF = dt.date(2029, 6, 1)
 #: The activity date and record id of every five-year feed table, and GP diagnoses (ten years).
@@ -95,10 +96,10 @@ def _readable_texts(settings, keystore):
 
 
 @pytest.fixture(scope="module")
-def retained(linked, tmp_path_factory):
+def retained(linked, stratified, tmp_path_factory):
     """A stratified copy, its due counts taken the obvious way, then one retention run."""
     settings0, _, _ = linked
-    _s, *_ = stratified_copy(linked, tmp_path_factory, "retained")
+    _s, *_ = stratified_copy(stratified, tmp_path_factory, "retained")
     settings = Settings(data_root=_s.data_root, contracts_dir=settings0.contracts_dir, as_of=AS_OF,
                         allow_synthetic_nhs_numbers=True)
     keystore = open_keystore(settings, create_demo=True)
@@ -139,10 +140,10 @@ def test_the_certificate_matches_the_counts(retained):
 def test_due_rows_are_gone_from_every_readable_file(retained):
     settings, keystore, ids = retained["settings"], retained["keystore"], retained["ids"]
     assert len(ids) > 1000
-    texts = 0
+    texts, needles = 0, Needles(ids)
     for where, text in _readable_texts(settings, keystore):
         texts += 1
-        found = [i for i in ids if i in text]
+        found = needles.found_in(text)
         assert not found, f"{where} still holds {len(found)} destroyed record id(s)"
     assert texts > 50
     con = open_warehouse(settings, keystore).open(create=False)

@@ -5,9 +5,7 @@ import json
 
 import polars as pl
 
-from pipeline.ingest.ingest import Ingestor
-from pipeline.keys import open_keystore
-from pipeline.linkage import Warehouse, build_spine, rescue_link
+from pipeline.linkage import open_warehouse
 from pipeline.linkage.rescue import RESCUE_OUTCOMES
 from tests.staged import staged_frame
 
@@ -32,10 +30,11 @@ def _staged_with_truth(settings):
     return pl.concat(frames)
 
 
-def test_deterministic_linkage_precision_and_recall(population_copy):
-    store = open_keystore(population_copy, create_demo=True)
-    Ingestor(population_copy, store).ingest_all()
-    records = _staged_with_truth(population_copy)
+def test_deterministic_linkage_precision_and_recall(linked):
+    """Against the synthetic truth, on the session's linked population (``link`` built its spine
+    and rescue links with ``build_spine`` and ``rescue_link``; read here, not rebuilt)."""
+    settings, store, summary = linked
+    records = _staged_with_truth(settings)
     assert records["person_id"].null_count() == 0 and records.height > 10_000
     linked = records.filter(pl.col("person_pid").is_not_null())
     # Precision 1.0: no pseudonym covers two people, and no person is split over two pseudonyms.
@@ -45,12 +44,9 @@ def test_deterministic_linkage_precision_and_recall(population_copy):
     valid = records["intended_nhs_status"] == "valid"
     assert (records["person_pid"].is_not_null() == valid).all()
 
-    warehouse = Warehouse(population_copy.data_root / "warehouse", store)
-    warehouse.load_staging(population_copy.staging)
-    con = warehouse.open(create=False)
+    people, rescue = summary.people, summary.rescue
+    con = open_warehouse(settings, store).open(create=False)
     try:
-        people = build_spine(con)
-        rescue = rescue_link(con)
         rescued = con.execute("SELECT source, _period AS period, source_row, person_pid, confidence FROM rescued_links").pl()
         spine = con.execute("SELECT * FROM spine").pl()
         spells = con.execute("SELECT count(*), count(DISTINCT spell_id) FROM apc_spells").fetchone()

@@ -21,14 +21,14 @@ from pipeline.risk import (
 )
 from pipeline.risk.packs import latest_pack, public_key_of
 from tests.browser import render
-from tests.integration.conftest import stratified_copy
+from tests.conftest import stratified_copy
 from tests.leakscan import collect, scan
 
 
 @pytest.fixture(scope="module")
-def stratified(linked, tmp_path_factory):
-    """A copy of the linked root, stratified: (settings, keystore, audit, trained, scored, packs)."""
-    return stratified_copy(linked, tmp_path_factory)
+def stratified(stratified, tmp_path_factory):
+    """This module's copy of the stratified root (its tests re-identify and re-score)."""
+    return stratified_copy(stratified, tmp_path_factory)
 
 
 def _registrations(settings) -> pl.DataFrame:
