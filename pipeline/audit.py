@@ -89,13 +89,16 @@ class VerifyReport:
 class AuditLog:
     """An append-only, hash-chained audit log in one JSON-lines file."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, as_of: dt.date | None = None):
         self.path = Path(path)
+        self.as_of = as_of  # a run "as of" a date records it in every entry it writes
 
     # Writing ---------------------------------------------------------------------------
     def append(self, event: str, details: dict[str, Any] | None = None, actor: str | None = None):
         """Append one entry and return it. Raises ``AuditError`` for identifier-shaped details."""
         details = dict(details or {})
+        if self.as_of is not None:
+            details.setdefault("as_of", self.as_of.isoformat())
         for text in _strings(details):
             if contains_identifier(text):
                 raise AuditError(

@@ -19,9 +19,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline.audit import AuditLog
 from pipeline.errors import (
     AuditTampered,
+    DeliveryQuarantined,
     DestructionUnverified,
     SafehavenError,
     UserError,
@@ -57,30 +57,33 @@ ContractsDir = Annotated[
 ]
 AsOf = Annotated[
     dt.datetime | None,
-    typer.Option("--as-of", formats=["%Y-%m-%d"], help="Check contracts as of this date (default today)."),
+    typer.Option("--as-of", formats=["%Y-%m-%d"], help="Act as if today were this date (env SAFEHAVEN_AS_OF; "
+                 "default today): recorded in the audit log and every manifest, receipt and record it affects."),
 ]
 
 
 def _settings(data_root=None, contracts_dir=None, as_of=None, **extra) -> Settings:
+    """Settings for this command, and its logging: the console for people (warnings, one line
+    each, no tracebacks), everything else in the run log under ``<data root>/logs``."""
+    from pipeline.runlog import ConsoleFilter, ConsoleFormatter, start_run_log
+
     settings = load_settings(
         data_root=data_root, contracts_dir=contracts_dir, as_of=as_of.date() if as_of else None, **extra
     )
-    # The console shows warnings from everyone and our own INFO; Prefect's API log handler is on
-    # its own loggers, so its database still receives run logs at INFO.
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.basicConfig(level=logging.WARNING)
-    for handler in logging.getLogger().handlers:
-        handler.setLevel(logging.WARNING)  # records propagate past logger levels, so gate here
-        handler.setFormatter(fmt)
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)
+    if not any(getattr(h, "_safehaven_console", False) for h in root.handlers):
+        console_handler = logging.StreamHandler()
+        console_handler.setLevel(logging.WARNING)  # records propagate past logger levels, so gate here
+        console_handler.setFormatter(ConsoleFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        console_handler.addFilter(ConsoleFilter())
+        console_handler._safehaven_console = True
+        root.addHandler(console_handler)
     ours = logging.getLogger("pipeline")
-    if not ours.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(fmt)
-        ours.addHandler(handler)
-        ours.propagate = False
-    ours.setLevel(settings.log_level)
+    ours.setLevel(settings.log_level)  # our INFO reaches the run log; the console shows warnings
     for noisy in ("httpx", "prefect.server", "uvicorn", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    start_run_log(settings.data_root, _COMMAND["name"])
     return settings
 
 
@@ -99,7 +102,7 @@ def contracts_check(data_root: DataRoot = None, contracts_dir: ContractsDir = No
 
     settings = _settings(data_root, contracts_dir, as_of)
     results = check_contracts(settings.contracts_dir, settings.today())
-    audit = AuditLog(settings.audit_log)
+    audit = settings.audit()
     table = Table(title=f"Contracts in {settings.contracts_dir} (as of {settings.today()})")
     for col in ("feed", "version", "tables", "common-law basis", "reference", "expires", "status"):
         table.add_column(col)
@@ -135,11 +138,11 @@ def contracts_check(data_root: DataRoot = None, contracts_dir: ContractsDir = No
 def synth(
     population: Annotated[int, typer.Option("--population", "-n", help="People to generate.")] = 175_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 20140601,
-    data_root: DataRoot = None,
+    data_root: DataRoot = None, as_of: AsOf = None,
     contracts_dir: ContractsDir = None,
 ) -> None:
     """Generate a synthetic linked population and write every feed's deliveries to landing/."""
-    _synth(_settings(data_root, contracts_dir), population, seed)
+    _synth(_settings(data_root, contracts_dir, as_of), population, seed)
 
 
 def _synth(settings: Settings, population: int, seed: int):
@@ -183,7 +186,12 @@ def validate(
         results = _validate_files(settings, find_delivery_files(settings.landing))
     failed = [r for r in results if not r.passed]
     if failed:
-        raise UserError(f"{len(failed)} delivery(ies) quarantined; see the reasons above and the .reason.json files")
+        moved = [r for r in failed if r.quarantined_to]
+        raise DeliveryQuarantined(
+            f"{_deliveries(len(failed))} failed validation: "
+            + ("see the reasons above and the .reason.json files in landing/_quarantine" if moved else
+               "see the reasons above (files outside landing/ are left where they are)"),
+            [reason for r in failed for reason in r.reasons])
 
 
 def _validate_files(settings: Settings, items: list[tuple[Path, str]]):
@@ -202,7 +210,8 @@ def _validate_files(settings: Settings, items: list[tuple[Path, str]]):
                 progress.console.print(f"[red]✗ quarantined[/] {result.delivery_id} ({result.file})")
                 for reason in result.reasons:
                     progress.console.print(f"    [red]{reason}[/]")
-                progress.console.print(f"    moved to {result.quarantined_to}")
+                progress.console.print(f"    moved to {result.quarantined_to}" if result.quarantined_to else
+                                       "    left in place (outside landing/: your file is not moved)")
             for warning in result.warnings:
                 progress.console.print(f"[yellow]! {result.delivery_id}: {warning}[/]")
         progress.update(task, description="building Data Docs")
@@ -237,12 +246,27 @@ def ingest(
     data_root: DataRoot = None,
     contracts_dir: ContractsDir = None,
     as_of: AsOf = None,
+    accept_stale_opt_outs: Annotated[str | None, typer.Option(
+        "--accept-stale-opt-outs", help="IG override: use opt-out lists older than their contracts allow. Give who "
+        "approved it and why (\"J Bloggs, IG lead: supplier outage, ticket 42\"); audited, recorded in each "
+        "manifest and shown in the evidence pack.")] = None,
 ) -> None:
     """Run the Prefect ingest flow: every waiting delivery from landing/ to pseudonymised staging/."""
-    settings = _settings(data_root, contracts_dir, as_of)
+    settings = _settings(data_root, contracts_dir, as_of,
+                         stale_opt_out_override=accept_stale_opt_outs)
     results = _run_ingest(settings, feed)
-    if any(r["status"] == "quarantined" for r in results):
-        raise UserError("some deliveries were quarantined; see the reasons above and their .reason.json files")
+    quarantined = [r for r in results if r["status"] == "quarantined"]
+    if quarantined:
+        raise DeliveryQuarantined(
+            f"{_deliveries(len(quarantined))} quarantined (the rest of the run went on): "
+            + ", ".join(r["delivery"] for r in quarantined)
+            + ". The reasons are above and in each .reason.json in landing/_quarantine; a corrected file "
+            "delivered as a new version is ingested by the next run",
+            [reason for r in quarantined for reason in r["reasons"]])
+
+
+def _deliveries(n: int) -> str:
+    return f"{n} delivery" if n == 1 else f"{n} deliveries"
 
 
 def _export_to_flow(settings: Settings) -> None:
@@ -250,7 +274,7 @@ def _export_to_flow(settings: Settings) -> None:
     import os
 
     for name in ("contracts_dir", "as_of", "allow_synthetic_nhs_numbers", "validation_batch_bytes",
-                 "validation_engine", "ingest_workers", "log_level"):
+                 "validation_engine", "ingest_workers", "log_level", "stale_opt_out_override"):
         value = getattr(settings, name)
         if value is not None:
             os.environ[f"SAFEHAVEN_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
@@ -270,7 +294,8 @@ def _run_ingest(settings: Settings, feeds: list[str] | None) -> list[dict]:
         task = progress.add_task("ingest (starting Prefect)", total=total)
 
         def hook(result):
-            results.append({"feed": result.feed, "status": result.status, "rows_in": result.rows_in,
+            results.append({"feed": result.feed, "delivery": result.delivery_id, "reasons": list(result.reasons),
+                            "status": result.status, "rows_in": result.rows_in,
                             "rows_out": result.rows_out, "seconds": result.seconds,
                             "opt_out_removed": sum(result.counts.get("opt_out_removed", {}).values())})
             progress.update(task, description=f"ingest {result.delivery_id}")
@@ -324,9 +349,9 @@ def _with_progress(name: str, steps, run):
 
 
 @app.command()
-def link(data_root: DataRoot = None) -> None:
+def link(data_root: DataRoot = None, as_of: AsOf = None) -> None:
     """Load staged deliveries into the encrypted warehouse, build the person spine, rescue-link."""
-    _link(_settings(data_root))
+    _link(_settings(data_root, as_of=as_of))
 
 
 def _link(settings: Settings) -> dict:
@@ -358,10 +383,10 @@ def _link(settings: Settings) -> dict:
 @app.command("evaluate-linkage")
 def evaluate_linkage_command(
     truth: Annotated[Path | None, typer.Option("--truth", help="Ground truth folder (default <data root>/synthetic-truth).")] = None,
-    data_root: DataRoot = None,
+    data_root: DataRoot = None, as_of: AsOf = None,
 ) -> None:
     """Synthetic data only: precision and recall of the linkage against the ground truth, added to the report."""
-    settings = _settings(data_root)
+    settings = _settings(data_root, as_of=as_of)
     evaluation = _evaluate(settings, truth or settings.synthetic_truth)
     d, r = evaluation["deterministic"], evaluation["rescue"]
     console.print(f"deterministic precision {d['precision']}, recall {d['recall']} (valid NHS number share "
@@ -374,7 +399,7 @@ def _evaluate(settings: Settings, truth: Path) -> dict:
 
     keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
     quality, paths = write_quality_report(settings, keystore, truth_dir=truth)
-    AuditLog(settings.audit_log).append("linkage.evaluated", {
+    settings.audit().append("linkage.evaluated", {
         "report": Path(paths["json"]).name, "deterministic_precision": quality["evaluation"]["deterministic"]["precision"],
         "rescue_precision": quality["evaluation"]["rescue"]["precision"]})
     return quality["evaluation"]
@@ -391,10 +416,10 @@ def stratify(
     external_scores: Annotated[Path | None, typer.Option(
         "--external-scores", help="Use another tool's scores (CSV or Parquet: pseudonym, score) instead of training.",
         exists=True, dir_okay=False)] = None,
-    data_root: DataRoot = None,
+    data_root: DataRoot = None, as_of: AsOf = None,
 ) -> None:
     """Train and validate the risk models, score and tier everyone, publish the person mart, write packs."""
-    _stratify(_settings(data_root), tiers, [t.strip() for t in pack_tiers.split(",") if t.strip()], valid_days,
+    _stratify(_settings(data_root, as_of=as_of), tiers, [t.strip() for t in pack_tiers.split(",") if t.strip()], valid_days,
               external_scores)
 
 
@@ -441,10 +466,10 @@ def _stratify(settings: Settings, tiers: str, pack_tiers: list[str], valid_days:
 @app.command("evaluate-model")
 def evaluate_model_command(
     truth: Annotated[Path | None, typer.Option("--truth", help="Ground truth folder (default <data root>/synthetic-truth).")] = None,
-    data_root: DataRoot = None,
+    data_root: DataRoot = None, as_of: AsOf = None,
 ) -> None:
     """Synthetic data only: compare the current model with the planted model (the ceiling) on its card."""
-    settings = _settings(data_root)
+    settings = _settings(data_root, as_of=as_of)
     headline = _evaluate_model(settings, truth or settings.synthetic_truth)
     console.print(f"validation AUROC {headline['auroc']:.4f} against the planted ceiling "
                   f"{headline['planted_ceiling_auroc']:.4f}; calibration slope {headline['calibration_slope']:.3f}. "
@@ -456,7 +481,7 @@ def _evaluate_model(settings: Settings, truth: Path) -> dict:
     from pipeline.risk import compare_with_planted
 
     keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
-    return compare_with_planted(settings, keystore, AuditLog(settings.audit_log), truth)
+    return compare_with_planted(settings, keystore, settings.audit(), truth)
 
 
 @app.command()
@@ -467,15 +492,15 @@ def reidentify(
                                             dir_okay=False)],
     requester: Annotated[str, typer.Option("--requester", help="Who asks (a named person at the practice).")],
     purpose: Annotated[str, typer.Option("--purpose", help="Why (direct care purpose; audited).")] = "direct care: case finding",
-    data_root: DataRoot = None,
+    data_root: DataRoot = None, as_of: AsOf = None,
 ) -> None:
     """Direct care: return NHS number, tier and drivers for this practice's patients on its own list and pack."""
     from pipeline.keys import open_keystore
     from pipeline.risk import reidentify as run_reidentify
 
-    settings = _settings(data_root)
+    settings = _settings(data_root, as_of=as_of)
     keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
-    result = run_reidentify(settings, keystore, AuditLog(settings.audit_log), practice=practice,
+    result = run_reidentify(settings, keystore, settings.audit(), practice=practice,
                             list_path=list_file, requester=requester, purpose=purpose)
     c = result.counts
     console.print(f"{c['on_pack_and_list']:,} of the {c['valid_nhs_numbers']:,} valid NHS numbers on the list are in "
@@ -488,7 +513,7 @@ def packs_verify(
     pack: Annotated[Path, typer.Argument(help="A <practice>.pack.json file.", exists=True, dir_okay=False)],
     public_key: Annotated[Path | None, typer.Option("--public-key", help="PEM public key (default: this "
                                                     "service's, from the keystore).")] = None,
-    data_root: DataRoot = None,
+    data_root: DataRoot = None, as_of: AsOf = None,
 ) -> None:
     """Check a pack's signature, its CSV's hash and its expiry."""
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -500,7 +525,7 @@ def packs_verify(
     if public_key:
         key = load_pem_public_key(public_key.read_bytes())
     else:
-        settings = _settings(data_root)
+        settings = _settings(data_root, as_of=as_of)
         key = public_key_of(open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers))
     manifest = verify_pack(pack, key)
     console.print(f"[green]valid[/]: practice {manifest['practice']}, {manifest['rows']:,} patients "
@@ -508,12 +533,12 @@ def packs_verify(
 
 
 @packs_app.command("public-key")
-def packs_public_key(data_root: DataRoot = None) -> None:
+def packs_public_key(data_root: DataRoot = None, as_of: AsOf = None) -> None:
     """Print the PEM public key that verifies this service's case-finding packs."""
     from pipeline.keys import open_keystore
     from pipeline.risk import public_key_pem
 
-    settings = _settings(data_root)
+    settings = _settings(data_root, as_of=as_of)
     sys.stdout.write(public_key_pem(open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)))
 
 
@@ -522,10 +547,10 @@ def packs_public_key(data_root: DataRoot = None) -> None:
 def publish(
     contract: Annotated[str, typer.Option("--contract", help="Output contract under contracts/outputs/.")] = "commissioning",
     method: Annotated[str, typer.Option("--method", help="Secondary suppression: cube (default) or lp.")] = "cube",
-    data_root: DataRoot = None,
+    data_root: DataRoot = None, as_of: AsOf = None,
 ) -> None:
     """Build an output contract's tables from the person mart, protect and audit them, publish under outputs/."""
-    _publish(_settings(data_root), contract, method)
+    _publish(_settings(data_root, as_of=as_of), contract, method)
 
 
 def _publish(settings: Settings, contract: str, method: str = "cube") -> dict:
@@ -666,7 +691,7 @@ def retain_verify(as_of: RetainAsOf = None, data_root: DataRoot = None) -> None:
 
     settings = _settings(data_root, as_of=as_of)
     keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
-    rows = verify_certificates(settings, keystore, AuditLog(settings.audit_log))
+    rows = verify_certificates(settings, keystore, settings.audit())
     table = Table(title="Certificates of destruction")
     for col in ("certificate", "as of", "records", "files", "keys", "check"):
         table.add_column(col, justify="right" if col in {"records", "files", "keys"} else "left")
@@ -739,7 +764,7 @@ def query(
     csv: Annotated[Path | None, typer.Option("--csv", help="Write the result to this CSV file.")] = None,
     parquet: Annotated[Path | None, typer.Option("--parquet", help="Write the result to this Parquet file.")] = None,
     limit: Annotated[int, typer.Option("--show", help="Rows to show in the terminal.")] = 50,
-    data_root: DataRoot = None,
+    data_root: DataRoot = None, as_of: AsOf = None,
 ) -> None:
     """Query the marts your role may read: read-only, external access off, audited."""
     import pyarrow.csv as pacsv
@@ -748,13 +773,13 @@ def query(
     from pipeline.keys import open_keystore
     from pipeline.marts import run_query
 
-    settings = _settings(data_root)
+    settings = _settings(data_root, as_of=as_of)
     for target in (csv, parquet):
         if target and settings.outputs_dir.resolve() in target.resolve().parents:
             raise UserError("query results may not be written under outputs/: publish aggregates through "
                             "disclosure control")
     keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
-    result = run_query(settings, keystore, role, sql, AuditLog(settings.audit_log))
+    result = run_query(settings, keystore, role, sql, settings.audit())
     if csv:
         pacsv.write_csv(result.table, csv)
         console.print(f"{result.rows:,} rows written to {csv}")
@@ -774,52 +799,52 @@ def query(
 
 # keys -----------------------------------------------------------------------------------
 @keys_app.command("init")
-def keys_init(data_root: DataRoot = None) -> None:
+def keys_init(data_root: DataRoot = None, as_of: AsOf = None) -> None:
     """Create the keystore, encrypted under SAFEHAVEN_KEK or SAFEHAVEN_KEYSTORE_PASSPHRASE."""
     from pipeline.keys import KeyEncryptionKey, LocalKeystore
 
-    settings = _settings(data_root)
+    settings = _settings(data_root, as_of=as_of)
     kek = KeyEncryptionKey.from_text(
         settings.kek.get_secret_value() if settings.kek else None,
         settings.keystore_passphrase.get_secret_value() if settings.keystore_passphrase else None,
     )
     store = LocalKeystore.create(settings.keystore_path, kek)
-    AuditLog(settings.audit_log).append("keys.created", {"active": store.active_version()})
+    settings.audit().append("keys.created", {"active": store.active_version()})
     console.print(f"Created {settings.keystore_path} (master v{store.active_version()}).")
     _keys_table(store)
 
 
 @keys_app.command("status")
-def keys_status(data_root: DataRoot = None) -> None:
+def keys_status(data_root: DataRoot = None, as_of: AsOf = None) -> None:
     """Master versions and the linkage key's id and fingerprint (never a key)."""
     from pipeline.keys import open_keystore
 
-    _keys_table(open_keystore(_settings(data_root)))
+    _keys_table(open_keystore(_settings(data_root, as_of=as_of)))
 
 
 @keys_app.command("rotate")
-def keys_rotate(data_root: DataRoot = None) -> None:
+def keys_rotate(data_root: DataRoot = None, as_of: AsOf = None) -> None:
     """Add a new master version; the old one stays usable (and bridged) until retired."""
     from pipeline.keys import open_keystore
 
-    settings = _settings(data_root)
+    settings = _settings(data_root, as_of=as_of)
     store = open_keystore(settings)
     version = store.rotate()
-    AuditLog(settings.audit_log).append("keys.rotated", {"active": version, "usable": store.usable_versions()})
+    settings.audit().append("keys.rotated", {"active": version, "usable": store.usable_versions()})
     console.print(f"Master v{version} is active; earlier versions stay usable until 'safehaven keys retire'.")
     _keys_table(store)
 
 
 @keys_app.command("retire")
 def keys_retire(version: Annotated[int, typer.Argument(help="Master version to retire.")],
-                data_root: DataRoot = None) -> None:
+                data_root: DataRoot = None, as_of: AsOf = None) -> None:
     """Make a master version unusable and delete its ciphertext from the keystore."""
     from pipeline.keys import open_keystore
 
-    settings = _settings(data_root)
+    settings = _settings(data_root, as_of=as_of)
     store = open_keystore(settings)
     store.retire(version)
-    AuditLog(settings.audit_log).append("keys.retired", {"version": version, "usable": store.usable_versions()})
+    settings.audit().append("keys.retired", {"version": version, "usable": store.usable_versions()})
     _keys_table(store)
 
 
@@ -835,21 +860,21 @@ def _keys_table(store) -> None:
 
 # audit ----------------------------------------------------------------------------------
 @audit_app.command("verify")
-def audit_verify(data_root: DataRoot = None) -> None:
+def audit_verify(data_root: DataRoot = None, as_of: AsOf = None) -> None:
     """Walk the hash chain; report the first edited, removed or reordered entry."""
-    settings = _settings(data_root)
-    report = AuditLog(settings.audit_log).verify_or_raise()
+    settings = _settings(data_root, as_of=as_of)
+    report = settings.audit().verify_or_raise()
     console.print(f"[green]Audit log intact[/]: {report.entries} entries, head {report.head[:16]}…")
 
 
 # serve ----------------------------------------------------------------------------------
 @app.command()
-def serve(data_root: DataRoot = None) -> None:
+def serve(data_root: DataRoot = None, as_of: AsOf = None) -> None:
     """Start a local Prefect server (unless PREFECT_API_URL is set), register every scheduled
     deployment and run them until stopped."""
     from pipeline.flows import prefect_environment
 
-    settings = _settings(data_root)
+    settings = _settings(data_root, as_of=as_of)
     prefect_environment(settings)
     from pipeline.flows.serve import serve as serve_deployments
 
@@ -890,16 +915,16 @@ def _report(settings: Settings) -> dict:
 def demo(
     population: Annotated[int, typer.Option("--population", "-n", help="People to generate.")] = 175_000,
     seed: Annotated[int, typer.Option("--seed")] = 20140601,
-    data_root: DataRoot = None,
+    data_root: DataRoot = None, as_of: AsOf = None,
 ) -> None:
     """Run the whole job on built-in defaults: synthetic population, ingest, link, stratify, publish, a first
     query, a retention plan, the IG evidence pack and the public notice."""
     from pipeline.contracts import check_contracts
     from pipeline.synth import EXTRACT_DATE
 
-    # A synthetic run is a replay "as of" the extract date, and may accept the 9xx range.
+    # A synthetic run is a replay "as of" the extract date (or the --as-of given), and may accept the 9xx range.
     settings = _settings(data_root, allow_synthetic_nhs_numbers=True,
-                         as_of=dt.datetime.combine(EXTRACT_DATE, dt.time()))
+                         as_of=as_of or dt.datetime.combine(EXTRACT_DATE, dt.time()))
     console.rule("[bold]safehaven demo")
     console.print(f"Data root: {settings.data_root.resolve()}  (as of {settings.today()}, synthetic NHS numbers allowed)")
     problems = [p for r in check_contracts(settings.contracts_dir, settings.today()) for p in r.problems]
@@ -924,7 +949,7 @@ def demo(
     query(sample, role="analyst", csv=None, parquet=None, limit=20, data_root=settings.data_root)
     plan = _demo_retention_plan(settings)
     pages = _report(settings)
-    report = AuditLog(settings.audit_log).verify_or_raise()
+    report = settings.audit().verify_or_raise()
     console.print(f"[green]✓[/] audit log intact: {report.entries} entries")
     quarantined = [r for r in results if r["status"] == "quarantined"]
     staged = sum(r["status"] in {"staged", "skipped"} for r in results)
@@ -972,13 +997,43 @@ def _demo_retention_plan(settings: Settings):
     return plan
 
 
+def _see_run_log(exc: BaseException) -> str:
+    from pipeline.runlog import write_exception
+
+    path = write_exception(exc)
+    return f"(details, with the traceback: {path})" if path else ""
+
+
+#: The command being run, for the run log's name (set by ``main`` from the arguments).
+_COMMAND = {"name": "run"}
+_GROUPS = {"contracts", "audit", "keys", "disclosure", "packs", "retain"}
+
+
+def _command_name(args: list[str]) -> str:
+    """``ingest``, ``keys-init``...: the command words before any option or argument."""
+    words = []
+    for arg in args:
+        if arg.startswith("-") or len(words) == (2 if words and words[0] in _GROUPS else 1):
+            break
+        words.append(arg)
+    return "-".join(words) or "run"
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """A command-line usage error (Click's, or the copy of Click that Typer carries)."""
+    return callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: clear messages for user errors, redacted tracebacks otherwise."""
+    """Console entry point: one clear block for a user error, the traceback in the run log."""
     install_redaction()
+    _COMMAND["name"] = _command_name(list(sys.argv[1:] if argv is None else argv))
     try:
         app(args=argv, standalone_mode=False)
     except SafehavenError as exc:
         err_console.print(f"[bold red]error:[/] {redact(str(exc))}", soft_wrap=True)
+        if (where := _see_run_log(exc)):
+            err_console.print(where, soft_wrap=True, markup=False)
         sys.exit(exit_code_for(exc))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -986,15 +1041,19 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("aborted")
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
-        import click
-
-        if isinstance(exc, click.ClickException):
+        if _is_usage_error(exc):
             exc.show()
             sys.exit(exc.exit_code)
-        import traceback
+        where = _see_run_log(exc)
+        if where:
+            err_console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {redact(str(exc))}",
+                              soft_wrap=True)
+            err_console.print(where, soft_wrap=True, markup=False)
+        else:  # before the run log exists (settings not read yet): the console is all there is
+            import traceback
 
-        err_console.print("[bold red]unexpected error[/] (traceback redacted):")
-        err_console.print(redact("".join(traceback.format_exception(exc))), markup=False)
+            err_console.print("[bold red]unexpected error[/] (traceback redacted):")
+            err_console.print(redact("".join(traceback.format_exception(exc))), markup=False)
         sys.exit(1)
 
 

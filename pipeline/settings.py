@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import SettingsError
 
-__all__ = ["DEFAULT_CONTRACTS_DIR", "Settings", "load_settings"]
+__all__ = ["DEFAULT_CONTRACTS_DIR", "Settings", "load_settings", "wall_date"]
 
 #: The repository's ``contracts/`` folder (an editable install or a checkout).
 DEFAULT_CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
@@ -36,7 +36,13 @@ class Settings(BaseSettings):
         description="Treat the never-issued 9xx range as valid: only synthetic runs switch this on.",
     )
     as_of: dt.date | None = Field(
-        None, description="The date contracts are checked against (default: today)."
+        None, description="Act as if today were this date (default: today): contracts, retention, marts and the "
+        "case-finding packs are judged on it, and it is recorded in the audit log and every manifest and receipt. "
+        "Opt-out lists are judged on the real date as well: a replay never makes a stale list current."
+    )
+    stale_opt_out_override: str | None = Field(
+        None, description="An IG lead's override that lets ingest use an opt-out list older than its contract "
+        "allows: who approved it and why. Audited, recorded in each manifest, shown in the evidence pack."
     )
     validation_batch_bytes: int = Field(
         32 * 1024 * 1024,
@@ -164,8 +170,24 @@ class Settings(BaseSettings):
         return self.data_root / "prefect"
 
     def today(self) -> dt.date:
-        """The date contracts are checked against."""
-        return self.as_of or dt.date.today()
+        """The one notion of "today": ``as_of`` if given, else the real date."""
+        return self.as_of or wall_date()
+
+    def latest_today(self) -> dt.date:
+        """The later of ``as_of`` and the real date: what an opt-out list's age is judged on, so
+        an as-of in the past cannot make a stale list look current."""
+        return max(self.today(), wall_date())
+
+    def audit(self):
+        """The audit log of this data root, recording ``as_of`` (when given) in every entry."""
+        from pipeline.audit import AuditLog
+
+        return AuditLog(self.audit_log, as_of=self.as_of)
+
+
+def wall_date() -> dt.date:
+    """The real date (the only place the library reads the calendar for "today")."""
+    return dt.date.today()
 
 
 def load_settings(**overrides) -> Settings:

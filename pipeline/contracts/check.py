@@ -363,6 +363,7 @@ class _Checker:
             minimum=opts.get("minimum") if ltype in {"integer", "number"} else None,
             maximum=opts.get("maximum") if ltype in {"integer", "number"} else None,
             enum=enum,
+            primary_key=prop.get("primaryKey") is True,
         )
 
     def _rules(self, where: str, prop: dict, col: ColumnSpec) -> list[QualityRule]:

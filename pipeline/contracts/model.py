@@ -57,6 +57,7 @@ class ColumnSpec:
     minimum: float | None = None
     maximum: float | None = None
     enum: tuple[str, ...] = ()
+    primary_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ class TableSpec:
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        """The columns marked ``primaryKey: true``: together, unique within a delivery."""
+        return tuple(c.name for c in self.columns if c.primary_key)
 
     def column(self, name: str) -> ColumnSpec:
         for c in self.columns:

@@ -267,9 +267,12 @@ def _page(meta: dict, built: list) -> str:
         ("audit", "passed" if all(r.passed for _, _, r, _, _ in built) else "FAILED")]),
         Page.text(f"{meta['profile']['symbol']} marks a hidden cell: a small number, or a cell hidden so that a small "
                   "number cannot be worked out from the totals. Every hidden cell was attacked with everything "
-                  "published about these people and could not be narrowed below "
-                  f"{meta['profile']['parameters']['protection_width']}. Full tables: the CSV files and the "
-                  "workbook beside this page; disclosure records under records/."), anchor="package")
+                  "published about these people: a hidden count of people could not be narrowed to fewer than "
+                  f"{meta['profile']['parameters']['protection_width']} people, and a hidden total of a magnitude "
+                  "table (admissions, costs) could not be narrowed within its own protection level, set per cell by "
+                  "the dominance and p% rules (each table's record states its rules and the narrowest interval). "
+                  "Full tables: the CSV files and the workbook beside this page; disclosure records under "
+                  "records/."), anchor="package")
     symbol = meta["profile"]["symbol"]
     for table, release, result, shown, _ in built:
         rows, series, first, last = _view(table, shown)

@@ -10,6 +10,7 @@ audit's attacker works from.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -118,6 +119,8 @@ def apply_magnitude_primary(table: CountTable, profile: Profile) -> Release:
     if n != 2:
         raise ValueError("only (2, k) dominance is supported: the table keeps the two largest contributions")
     p = profile.p_percent or 10.0
+    # The record states the rules this table was held to, defaults included.
+    profile = dataclasses.replace(profile, dominance=(n, k), p_percent=p)
     cells = table.cells
     total, x1, x2 = (cells[c].to_numpy().astype(float) for c in ("count", "top1", "top2"))
     few = frequency(cells["contributors"].to_numpy(), profile.threshold)

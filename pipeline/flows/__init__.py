@@ -7,6 +7,7 @@ does this): Prefect reads its settings at import.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from pipeline.settings import Settings
 
@@ -26,6 +27,8 @@ def prefect_environment(settings: Settings) -> None:
         "PREFECT_LOGGING_LOG_PRINTS": "false",
         "PREFECT_UI_ENABLED": "false",
         "GX_ANALYTICS_ENABLED": "false",
+        # the console for people, everything else in the run log (pipeline/runlog.py)
+        "PREFECT_LOGGING_SETTINGS_PATH": str(Path(__file__).with_name("logging.yml")),
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

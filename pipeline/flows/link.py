@@ -13,7 +13,6 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipeline import linkage
-from pipeline.audit import AuditLog
 from pipeline.flows.writer import open_root as _open
 from pipeline.flows.writer import set_progress_hook, warehouse_writer, writer_limit_name
 from pipeline.flows.writer import tick as _tick
@@ -52,7 +51,7 @@ def linkage_quality(data_root: str) -> tuple[dict, dict]:
 @task(name="publish-marts", cache_policy=NO_CACHE, persist_result=False)
 def publish_marts(data_root: str) -> list[dict]:
     settings, keystore = _open(data_root)
-    marts = linkage.publish(settings, keystore, AuditLog(settings.audit_log))
+    marts = linkage.publish(settings, keystore, settings.audit())
     _tick("publish-marts")
     return [{"name": m.name, "file": m.file, "tables": m.tables} for m in marts]
 
@@ -89,7 +88,7 @@ def link_flow(data_root: str) -> dict:
         quality, paths = linkage_quality(data_root)
         marts = publish_marts(data_root)
     summary = linkage.summarise(
-        settings, keystore, AuditLog(settings.audit_log),
+        settings, keystore, settings.audit(),
         linkage.LoadResult(loaded["loaded"], loaded["skipped"], loaded["superseded"]), built, quality, paths,
         [m["file"] for m in marts])
     _artifacts(quality, marts)

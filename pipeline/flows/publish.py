@@ -15,7 +15,6 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from pipeline.audit import AuditLog
 from pipeline.disclosure.publish import publish, verify_package
 from pipeline.flows.writer import open_root, tick
 from pipeline.logs import install_redaction
@@ -28,7 +27,7 @@ install_redaction()
 @task(name="publish-package", cache_policy=NO_CACHE, persist_result=False)
 def publish_package(data_root: str, contract: str, method: str) -> dict:
     settings, keystore = open_root(data_root)
-    result = publish(settings, keystore, AuditLog(settings.audit_log), contract=contract, method=method,
+    result = publish(settings, keystore, settings.audit(), contract=contract, method=method,
                      progress=tick)
     if result.already_published:  # the steps were done by an earlier run: keep the bar honest
         for step in ("read-mart", *(t.name for t in result.tables), "write-package"):

@@ -14,7 +14,6 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from pipeline.audit import AuditLog
 from pipeline.flows.writer import open_root, tick, warehouse_writer
 from pipeline.logs import install_redaction
 from pipeline.retention.plan import make_plan
@@ -36,7 +35,7 @@ def plan_counts(data_root: str, as_of: str) -> dict:
 def destroy(data_root: str, as_of: str) -> dict:
     settings, keystore = open_root(data_root)
     with warehouse_writer(settings, keystore, data_root):
-        result = run_retention(settings, keystore, AuditLog(settings.audit_log), dt.date.fromisoformat(as_of),
+        result = run_retention(settings, keystore, settings.audit(), dt.date.fromisoformat(as_of),
                                progress=tick)
     if result.get("nothing_due"):
         return {"nothing_due": True, "reported": len(result["reported"])}

@@ -13,7 +13,6 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipeline import linkage, risk
-from pipeline.audit import AuditLog
 from pipeline.flows.writer import open_root, tick, warehouse_writer
 from pipeline.logs import install_redaction
 
@@ -26,7 +25,7 @@ STRATIFY_STEPS = ("train-model", "score-and-tier", "publish-marts", "case-findin
 @task(name="train-model", cache_policy=NO_CACHE, persist_result=False)
 def train_model(data_root: str) -> dict:
     settings, keystore = open_root(data_root)
-    headline = risk.train_step(settings, keystore, AuditLog(settings.audit_log))
+    headline = risk.train_step(settings, keystore, settings.audit())
     tick("train-model")
     return headline
 
@@ -34,7 +33,7 @@ def train_model(data_root: str) -> dict:
 @task(name="score-and-tier", cache_policy=NO_CACHE, persist_result=False)
 def score_and_tier(data_root: str, tiers: str, external_scores: str | None) -> dict:
     settings, keystore = open_root(data_root)
-    summary = risk.score_step(settings, keystore, AuditLog(settings.audit_log), tiers=tiers,
+    summary = risk.score_step(settings, keystore, settings.audit(), tiers=tiers,
                               external=external_scores)
     tick("score-and-tier")
     return summary
@@ -43,7 +42,7 @@ def score_and_tier(data_root: str, tiers: str, external_scores: str | None) -> d
 @task(name="publish-marts", cache_policy=NO_CACHE, persist_result=False)
 def publish_marts(data_root: str) -> list[dict]:
     settings, keystore = open_root(data_root)
-    marts = linkage.publish(settings, keystore, AuditLog(settings.audit_log))
+    marts = linkage.publish(settings, keystore, settings.audit())
     tick("publish-marts")
     return [{"name": m.name, "file": m.file, "tables": m.tables} for m in marts]
 
@@ -51,7 +50,7 @@ def publish_marts(data_root: str) -> list[dict]:
 @task(name="case-finding-packs", cache_policy=NO_CACHE, persist_result=False)
 def case_finding_packs(data_root: str, pack_tiers: list[str], valid_days: int) -> dict:
     settings, keystore = open_root(data_root)
-    summary = risk.packs_step(settings, keystore, AuditLog(settings.audit_log), tiers=pack_tiers,
+    summary = risk.packs_step(settings, keystore, settings.audit(), tiers=pack_tiers,
                               valid_days=valid_days)
     tick("case-finding-packs")
     return summary

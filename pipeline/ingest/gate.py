@@ -11,8 +11,10 @@ Order, failing fast and reading as little as possible:
 4. rows are streamed in batches of bounded size (deliveries may be larger than memory) and
    each batch runs through the table's Great Expectations suite; counts are summed over
    batches and each rule is judged on the whole delivery;
-5. any failing blocking rule quarantines the delivery whole: it moves to
-   ``landing/_quarantine/<feed>/`` with a reason file; nothing from it goes further.
+5. any failing blocking rule, a repeated primary key, or bytes that are not UTF-8 quarantine the
+   delivery whole: it moves to ``landing/_quarantine/<feed>/`` with a reason file; nothing from
+   it goes further. A file validated by hand from outside ``landing/`` is never moved: the
+   verdict is reported and audited, and the file is left where it is.
 
 A passing delivery gets a receipt (``validation/receipts/<feed>/<file>.json``) holding the
 file's SHA-256, so a later step can tell the validated file from a changed one. Every
@@ -41,10 +43,11 @@ import pyarrow as pa
 from pipeline.audit import AuditLog
 from pipeline.contracts import FeedContract, TableSpec, require_contract
 from pipeline.contracts.suites import numeric_shadow
-from pipeline.errors import DeliveryError, DeliveryQuarantined
+from pipeline.errors import ContractError, DeliveryError, DeliveryQuarantined
 from pipeline.ingest._gx import GxProject, data_docs_index, unrendered
 from pipeline.ingest.deliveries import Delivery
-from pipeline.ingest.rules import RuleCounter, read_batches
+from pipeline.ingest.rules import KeyCounter, RuleCounter, read_batches
+from pipeline.ingest.staging import write_json_atomic
 from pipeline.logs import contains_identifier
 from pipeline.settings import Settings
 
@@ -59,16 +62,79 @@ _SAFE_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .-]{0,63}$")
 PARSE_ERRORS = (pa.ArrowInvalid, pl.exceptions.ComputeError, pl.exceptions.NoDataError)
 
 
-def unparseable_csv(rows_read: int) -> str:
+def unparseable_csv(path: Path, rows_read: int) -> str:
+    """Why a delivery could not be read as CSV: bytes that are not UTF-8 (with the row and the
+    encoding they look like), else a broken row. Never quotes the row."""
+    bad = undecodable(path)
+    if bad is not None:
+        return bad
     return (f"the CSV could not be parsed after row {rows_read:,} "
             "(a row with the wrong number of fields, or a broken quote)")
 
 
+def undecodable(path: Path) -> str | None:
+    """The gate's message if ``path`` is not UTF-8: the row (1 = the first row after the header),
+    the byte's position in it and the encoding the file looks like; None if it decodes."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    newlines = 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(4 * 1024 * 1024), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                data, at = exc.object, exc.start  # what was decoded (any carried-over bytes + chunk)
+                before = data[:at]
+                row = newlines + before.count(b"\n")
+                column = at - (before.rfind(b"\n") + 1) + 1
+                guess = _guess_encoding(path)
+                where = "the header" if row == 0 else f"row {row:,}"
+                return (f"encoding: {where} is not valid UTF-8 (byte 0x{data[at]:02X} at byte {column:,} of "
+                        f"the line); the file looks like {guess}. Ask the supplier for a UTF-8 extract, or "
+                        "re-save it as UTF-8 and deliver it as a new version")
+            newlines += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return ("encoding: the file ends inside a multi-byte character (not valid UTF-8); ask the supplier "
+                    "for a complete UTF-8 extract")
+    return None
+
+
+def _guess_encoding(path: Path) -> str:
+    """The encoding a non-UTF-8 text file most likely is (by what decodes and what it holds)."""
+    data = path.read_bytes()[:16 * 1024 * 1024]
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16 (it starts with a UTF-16 byte-order mark)"
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        return "latin-1 (ISO-8859-1) or another single-byte encoding"
+    if any(ch in text for ch in "\u20ac\u2018\u2019\u201c\u201d\u2013\u2014"):
+        return "Windows-1252 (latin-1 with curly quotes and dashes)"
+    return "latin-1 (ISO-8859-1 / Windows-1252)"
+
+
+_DATA_SHAPED = re.compile(r"\d{3}|\d[-/]\d|^\d+([.]\d+)?$")
+
+
 def _printable_column(name: str, position: int) -> str:
-    """A column name safe to show: a header cell that looks like data is never echoed."""
-    if _SAFE_COLUMN.fullmatch(name) and not contains_identifier(name):
+    """A column name safe to show: a header cell that looks like data (an identifier, a date, a
+    code or number with digits in a row, free text) is never echoed."""
+    if _SAFE_COLUMN.fullmatch(name) and not contains_identifier(name) and not _DATA_SHAPED.search(name):
         return name
     return f"<column {position} (name not shown: it looks like data, not a header)>"
+
+
+def looks_headerless(header: list[str], table) -> bool:
+    """True when the first line is a row of data: none of the contract's columns is named in it
+    and most of its cells look like values (digits, dates, codes) rather than names."""
+    if not header or set(header) & set(table.column_names):
+        return False
+    data_like = sum(1 for h in header if not _SAFE_COLUMN.fullmatch(h) or _DATA_SHAPED.search(h)
+                    or contains_identifier(h))
+    return data_like * 2 >= len(header)
 
 
 @dataclass(frozen=True)
@@ -128,13 +194,61 @@ def sha256_file(path: Path) -> str:
 
 
 def read_header(path: Path) -> list[str]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            return next(csv.reader(fh))
-    except StopIteration:
+    """The first line's cells. Only that line is decoded: a bad byte further down is the row
+    reader's to find (and name by row)."""
+    with open(path, "rb") as fh:
+        first = fh.readline()
+    if not first.strip():
         return []
-    except (UnicodeDecodeError, csv.Error):
-        raise DeliveryError(f"{path.name}: the first line is not a UTF-8 CSV header") from None
+    try:
+        return next(csv.reader([first.decode("utf-8-sig").rstrip("\r\n")]))
+    except UnicodeDecodeError:
+        raise DeliveryError(f"{path.name}: {undecodable(path) or 'the header is not valid UTF-8'}") from None
+    except (StopIteration, csv.Error):
+        raise DeliveryError(f"{path.name}: the first line is not a CSV header") from None
+
+
+def register_contract_version(staging: Path, contract: FeedContract, audit: AuditLog) -> str:
+    """Pin each contract version to the text it was first used with, and return that text's SHA-256.
+
+    ``staging/_contracts.json`` maps ``<feed>@<version>`` to the SHA-256 of the contract file the
+    first time that version checked a delivery. A contract edited without a new version would make
+    the rules applied to earlier deliveries unknowable, so it is refused (``ContractError``) and
+    nothing is read. Manifests and receipts carry the hash, so each names the exact rules."""
+    import fcntl
+
+    digest = hashlib.sha256(contract.path.read_bytes()).hexdigest()
+    registry = Path(staging) / "_contracts.json"
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    name = f"{contract.name}@{contract.version}"
+    with open(registry.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        known = json.loads(registry.read_text()) if registry.exists() else {}
+        first = known.get(name)
+        if first and first["sha256"] != digest:
+            audit.append("contract.edited_without_new_version", {
+                "feed": contract.name, "file": contract.path.name, "version": contract.version,
+                "first_sha256": first["sha256"], "sha256": digest})
+            raise ContractError(
+                f"contract {contract.path.name} was edited but still says version {contract.version}: that version "
+                f"was first used on {first['first_used'][:10]} with a different text (SHA-256 {first['sha256'][:12]}..., "
+                f"now {digest[:12]}...). Deliveries already staged under {name} were checked against the earlier "
+                "rules, so the same version cannot mean two rule sets. Bump the contract's version (e.g. "
+                f"{_next_patch(contract.version)}), record the change, and run again; nothing was read.")
+        if first is None:
+            known[name] = {"sha256": digest, "file": contract.path.name,
+                           "first_used": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+            write_json_atomic(registry, known)
+            audit.append("contract.version_registered", {"feed": contract.name, "version": contract.version,
+                                                         "file": contract.path.name, "sha256": digest})
+    return digest
+
+
+def _next_patch(version: str) -> str:
+    parts = version.split(".")
+    if parts and parts[-1].isdigit():
+        return ".".join([*parts[:-1], str(int(parts[-1]) + 1)])
+    return version + ".1"
 
 
 class ValidationGate:
@@ -142,10 +256,11 @@ class ValidationGate:
 
     def __init__(self, settings: Settings, audit: AuditLog | None = None):
         self.settings = settings
-        self.audit = audit or AuditLog(settings.audit_log)
+        self.audit = audit or settings.audit()
         self._gx: GxProject | None = None
         self._gx_lock = threading.Lock()
         self._contracts: dict[str, FeedContract] = {}
+        self._hashes: dict[str, str] = {}
 
     @property
     def gx(self) -> GxProject:
@@ -155,11 +270,17 @@ class ValidationGate:
         return self._gx
 
     def contract(self, feed: str) -> FeedContract:
+        """The feed's checked contract; its text must be the one its version was first used with."""
         if feed not in self._contracts:
-            self._contracts[feed] = require_contract(
-                self.settings.contracts_dir, feed, self.settings.today(), self.audit
-            )
+            contract = require_contract(self.settings.contracts_dir, feed, self.settings.today(), self.audit)
+            self._hashes[feed] = register_contract_version(self.settings.staging, contract, self.audit)
+            self._contracts[feed] = contract
         return self._contracts[feed]
+
+    def contract_sha256(self, feed: str) -> str:
+        """SHA-256 of the contract file the feed's deliveries are checked under in this run."""
+        self.contract(feed)
+        return self._hashes[feed]
 
     # ------------------------------------------------------------------------------------
     def validate(
@@ -182,12 +303,12 @@ class ValidationGate:
                     if on_batch:
                         on_batch(batch.num_rows)
             except PARSE_ERRORS:
-                result.reasons.append(unparseable_csv(counter.rows))
+                result.reasons.append(unparseable_csv(delivery.path, counter.rows))
             return self.conclude(result, delivery, table, columns, counter, started, digest)
         try:
             self._validate_rows_gx(delivery, table, columns, result, on_batch)
         except PARSE_ERRORS:
-            result.reasons.append(unparseable_csv(result.rows))
+            result.reasons.append(unparseable_csv(delivery.path, result.rows))
         return self._finish(result, delivery, started, digest)
 
     def open_delivery(self, path: Path | str, feed: str | None = None, digest: str | None = None):
@@ -230,6 +351,8 @@ class ValidationGate:
         result.rows, result.batches = counter.rows, counter.batches
         counts = counter.counts()
         self._judge(table, {c.rule: [c.elements, c.missing, c.unexpected] for c in counts}, result)
+        if (repeated := counter.keys.reason()) is not None:
+            result.reasons.append(repeated)
         self.gx.record_counts(table, columns, counts, {o.rule: o.passed for o in result.outcomes},
                               run_name=f"{delivery.slug}__all")
         return self._finish(result, delivery, started, digest)
@@ -239,6 +362,13 @@ class ValidationGate:
         shown = {name: _printable_column(name, i + 1) for i, name in enumerate(header)}
         if not header:
             result.reasons.append("the file is empty (no header row)")
+            return []
+        if looks_headerless(header, table):
+            result.reasons.append(
+                f"header: the first line looks like data, not column names (none of the {len(declared)} columns of "
+                f"contract table '{table.name}' is named in it, and its {len(header)} cells look like values); the "
+                "file seems to have no header row. Its cells are not shown. Ask the supplier to add the header: "
+                + ", ".join(table.column_names))
             return []
         dupes = sorted({shown[h] for h in header if header.count(h) > 1})
         if dupes:
@@ -265,6 +395,7 @@ class ValidationGate:
         import pandas as pd
 
         totals: dict[str, list[int]] = {r.name: [0, 0, 0] for r in table.rules if r.column in columns}
+        keys = KeyCounter(table, columns)
         ranged = [r for r in table.rules if r.column in columns and (r.minimum is not None or r.maximum is not None)]
         structure_ok = True
         for i, batch in enumerate(read_batches(delivery.path, columns, self.settings.validation_batch_bytes)):
@@ -275,6 +406,7 @@ class ValidationGate:
                 table, columns, frame, run_name=f"{delivery.slug}__batch{i:04d}"
             )
             structure_ok = structure_ok and ok
+            keys.add(pl.from_arrow(batch))
             for c in counts:
                 t = totals.setdefault(c.rule, [0, 0, 0])
                 t[0] += c.elements
@@ -287,6 +419,8 @@ class ValidationGate:
         if not structure_ok:
             result.reasons.append("the batch columns did not match the contract")
         self._judge(table, totals, result)
+        if (repeated := keys.reason()) is not None:
+            result.reasons.append(repeated)
 
     @staticmethod
     def _judge(table: TableSpec, totals: dict[str, list[int]], result: GateResult) -> None:
@@ -331,7 +465,19 @@ class ValidationGate:
             "warnings": result.warnings,
             "rules": [asdict(o) for o in result.outcomes],
             "validated_at": dt.datetime.now(dt.UTC).isoformat(),
+            "as_of": self.settings.as_of.isoformat() if self.settings.as_of else None,
+            "contract_sha256": self._hashes.get(delivery.feed),
         }
+        inside_landing = delivery.path.resolve().is_relative_to(self.settings.landing.resolve())
+        if not result.passed and not inside_landing:
+            # A file checked by hand from elsewhere is the user's own: report it, never move it.
+            for reason in result.reasons:
+                log.warning("%s failed validation: %s", result.file, reason)
+            self.audit.append(
+                "delivery.failed_validation",
+                {k: record[k] for k in ("delivery", "file", "sha256", "contract", "rows", "reasons")}
+                | {"left_in_place": True})
+            return result
         if result.passed:
             receipt = self.settings.validation_dir / "receipts" / delivery.feed / f"{delivery.path.name}.json"
             receipt.parent.mkdir(parents=True, exist_ok=True)

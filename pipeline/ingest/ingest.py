@@ -91,7 +91,7 @@ def _period_date(period: str) -> dt.date:
 class Ingestor:
     def __init__(self, settings: Settings, keystore: Keystore, audit: AuditLog | None = None):
         self.settings = settings
-        self.audit = audit or AuditLog(settings.audit_log)
+        self.audit = audit or settings.audit()
         self.gate = ValidationGate(settings, self.audit)
         self.keystore = keystore
         active = keystore.active_version()
@@ -104,6 +104,7 @@ class Ingestor:
         )
         self._lookup: pl.DataFrame | None = None
         self._opt_out_cache: dict[str, tuple[dict[str, pl.Series], dict]] = {}
+        self._contents: dict[str, dict[str, str]] = {}  # feed -> input SHA-256 -> delivery staged from it
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------
@@ -172,8 +173,13 @@ class Ingestor:
             reason = (f"delivery {delivery.id} was already staged from a different file; a changed "
                       f"extract must come as a new version (v{delivery.version + 1})")
             return self._from_gate(self.gate.quarantine(delivery, [reason], contract.version), started)
-
         kind = contract.ig.feedKind
+        if kind is FeedKind.ACTIVITY and (earlier := self._claim_content(feed, digest, delivery.id)) is not None:
+            reason = (f"content: the same content as delivery {earlier}, already staged (byte for byte: SHA-256 "
+                      f"{digest[:12]}...); loading it again as {delivery.id} would count every record twice. If it "
+                      "really is another period's extract, ask the supplier why it is identical to that one")
+            return self._from_gate(self.gate.quarantine(delivery, [reason], contract.version), started)
+
         table = contract.table(delivery.table) if delivery.table in contract.tables else None
         # With the polars engine, activity and opt-out deliveries are validated and transformed in
         # one pass: the firewall's output goes to a temporary file that is committed only if the
@@ -236,7 +242,7 @@ class Ingestor:
                     if not single_pass:
                         raise
                     abort()
-                    gate_result.reasons.append(unparseable_csv(rows_in))
+                    gate_result.reasons.append(unparseable_csv(path, rows_in))
                     return self._from_gate(self.gate.conclude(gate_result, checked_delivery, table, columns, counter,
                                                               gate_started, digest), started)
                 if single_pass:
@@ -269,7 +275,9 @@ class Ingestor:
             "table": delivery.table,
             "period": delivery.period,
             "version": delivery.version,
-            "contract": {"id": f"safehaven-{feed.replace('_', '-')}", "name": contract.name, "version": contract.version},
+            "contract": {"id": f"safehaven-{feed.replace('_', '-')}", "name": contract.name, "version": contract.version,
+                         "sha256": self.gate.contract_sha256(feed)},
+            "as_of": self.settings.as_of.isoformat() if self.settings.as_of else None,
             "input": {"file": path.name, "sha256": digest, "bytes": path.stat().st_size},
             "output": {"file": paths.parquet.name, "sha256": sha256_file(paths.parquet), "rows": out.rows,
                        "key": staged_key_name(self.settings.staging, paths.parquet)},
@@ -308,11 +316,33 @@ class Ingestor:
         """The staged file's own data-encryption key (created on first use)."""
         return self.keystore.data_key(staged_key_name(self.settings.staging, parquet), create=True)
 
+    def _claim_content(self, feed: str, digest: str, delivery_id: str) -> str | None:
+        """The delivery already staged (or being staged in this run) from the same bytes under
+        another name, if any; otherwise claim ``digest`` for ``delivery_id``."""
+        with self._lock:
+            if feed not in self._contents:
+                index = {}
+                for path in sorted((self.settings.staging / feed).rglob("*.manifest.json")):
+                    doc = read_manifest(path)
+                    if doc:
+                        index.setdefault(doc["input"]["sha256"], doc["delivery"])
+                self._contents[feed] = index
+            earlier = self._contents[feed].setdefault(digest, delivery_id)
+            return earlier if earlier != delivery_id else None
+
     def _mark_done(self, delivery: Delivery, manifest: Path) -> None:
-        """Mark the raw delivery as ingested, for retention (no identifiers in the marker)."""
+        """Mark the raw delivery as ingested, for retention (no identifiers in the marker).
+
+        The first marking stands: a re-run that skips the delivery leaves ``marked_at`` alone,
+        or the raw file's destruction date would move on with every scheduled run."""
         marker = self.settings.landing / "_ingested" / delivery.feed / f"{delivery.path.name}.json"
-        write_json_atomic(marker, {"delivery": delivery.id, "manifest": str(manifest.relative_to(self.settings.data_root)),
-                                   "marked_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+        relative = str(manifest.relative_to(self.settings.data_root))
+        existing = read_manifest(marker)
+        if existing and existing.get("manifest") == relative and existing.get("marked_at"):
+            return
+        write_json_atomic(marker, {"delivery": delivery.id, "manifest": relative,
+                                   "marked_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                                   **({"as_of": self.settings.as_of.isoformat()} if self.settings.as_of else {})})
 
     @staticmethod
     def _reference(path: Path, columns: list[str]) -> pl.DataFrame:
@@ -377,15 +407,28 @@ class Ingestor:
                     f"the current key; deliver landing/{feed}/ and ingest it first. Nothing was staged"
                 )
             latest = max(docs, key=lambda d: (d["period"], d["version"]))
-            age = (self.settings.today() - _period_date(latest["period"])).days
+            judged_on = self.settings.latest_today()  # never the as-of alone: a replay cannot make a list current
+            age = max((judged_on - _period_date(latest["period"])).days, 0)
+            override = None
             if age > max_age:
-                raise OptOutListStale(
-                    f"the {name} opt-out list ({latest['delivery']}) is {age} days old; its contract allows "
-                    f"{max_age}. Refusing to stage '{contract.name}' until a current list is ingested"
-                )
+                override = self.settings.stale_opt_out_override
+                if not override:
+                    raise OptOutListStale(
+                        f"the {name} opt-out list ({latest['delivery']}) is {age} days old on {judged_on}; its "
+                        f"contract allows {max_age}. Refusing to stage '{contract.name}' until a current list is "
+                        "ingested (an --as-of date does not change a list's age). An IG lead who accepts the risk "
+                        "can override it, audited: safehaven ingest --accept-stale-opt-outs \"WHO: WHY\""
+                    )
+                self.audit.append("opt_out.stale_list_accepted", {
+                    "feed": contract.name, "list": name, "delivery": latest["delivery"], "age_days": age,
+                    "max_age_days": max_age, "judged_on": judged_on.isoformat(), "reason": override})
+                log.warning("using the %s opt-out list %s, %d days old (contract allows %d), under an IG override",
+                            name, latest["delivery"], age, max_age)
             staged = self.settings.staging / feed / table / latest["output"]["file"]
             frame = pl.from_arrow(read_staged(self.settings.staging, staged, self.keystore, columns=["person_pid"]))
             sets[name] = frame["person_pid"].drop_nulls().unique()
-            info[name] = {"delivery": latest["delivery"], "age_days": age, "entries": sets[name].len()}
+            info[name] = {"delivery": latest["delivery"], "age_days": age, "max_age_days": max_age,
+                          "judged_on": judged_on.isoformat(), "entries": sets[name].len(),
+                          **({"override": override} if override else {})}
         return sets, info
 

@@ -87,9 +87,7 @@ def publish(settings, keystore, audit) -> list:
 
 def link(settings, keystore, audit=None) -> LinkSummary:
     """Every step: load, link, report, publish marts; audited."""
-    from pipeline.audit import AuditLog
-
-    audit = audit or AuditLog(settings.audit_log)
+    audit = audit or settings.audit()
     loaded = load_deliveries(settings, keystore)
     built = build_linked_tables(settings, keystore)
     quality, paths = write_quality_report(settings, keystore)

@@ -24,8 +24,10 @@ from pipeline.failpoints import crash_point
 from pipeline.fsutil import fsync_path
 from pipeline.ingest.staging import read_manifest, write_json_atomic
 from pipeline.keys import KeyDomain
+from pipeline.linkage.coverage import one_year_after, reference_date
 from pipeline.linkage.linked import create_linked_views, warehouse_tables
 from pipeline.linkage.quality import age_band_sql
+from pipeline.linkage.spine import EMERGENCY_METHODS
 from pipeline.marts.contracts import MartContract, load_mart_contracts
 from pipeline.pseudonymise.pseudonyms import hmac_expr
 
@@ -60,33 +62,39 @@ def _person_map(con: duckdb.DuckDBPyConnection, keystore) -> None:
     con.register("_mart_ids", mart_person_ids(con, keystore).to_arrow())
 
 
-def _window(as_of: dt.date, date_col: str) -> str:
-    return f"{date_col} > DATE '{as_of - dt.timedelta(days=365)}' AND {date_col} <= DATE '{as_of}'"
+def _window(reference: dt.date, date_col: str) -> str:
+    """The year before the reference date, as the risk features count it: [R - 1 year, R)."""
+    return f"{date_col} >= DATE '{one_year_after(reference, -1)}' AND {date_col} < DATE '{reference}'"
 
 
-def _build_person(con, as_of: dt.date, present: set[str]) -> None:
+def _build_person(con, reference: dt.date, present: set[str]) -> None:
+    """``m.people``: one row per person on the spine; the ``_12m`` columns count the year before
+    the reference date (the scoring date), never the day the mart happens to be built."""
     create_linked_views(con, present)
 
     def count(table: str, date_col: str, extra: str = "") -> str:
         if f"stg_{table}" not in present:
             return "SELECT NULL::VARCHAR AS person_pid, 0::BIGINT AS n WHERE false"
         return (f"SELECT person_pid, count(*) AS n FROM linked_{table} "
-                f"WHERE person_pid IS NOT NULL AND {_window(as_of, date_col)} {extra} GROUP BY ALL")
+                f"WHERE person_pid IS NOT NULL AND {_window(reference, date_col)} {extra} GROUP BY ALL")
 
-    spells_window = _window(as_of, "admission_date")
+    spells_window = _window(reference, "admission_date")
+    methods = ", ".join(f"'{m}'" for m in EMERGENCY_METHODS)
     apc = ("SELECT person_pid, count(*) AS spells, count(*) FILTER (WHERE emergency) AS emergency, "
            "sum(greatest(date_diff('day', admission_date, coalesce(discharge_date, admission_date)), 0)) AS bed_days "
-           f"FROM w.apc_spells WHERE {spells_window} GROUP BY ALL") if "apc_spells" in present else (
+           "FROM (SELECT DISTINCT ON (spell_id) person_pid, admission_date, discharge_date, "
+           f"admission_method IN ({methods}) AS emergency FROM linked_sus_apc_spells ORDER BY spell_id, _version DESC) "
+           f"WHERE person_pid IS NOT NULL AND {spells_window} GROUP BY ALL") if "stg_sus_apc_spells" in present else (
            "SELECT NULL::VARCHAR AS person_pid, 0 AS spells, 0 AS emergency, 0 AS bed_days WHERE false")
     ltc = ("SELECT person_pid, count(DISTINCT condition) AS n FROM w.stg_gp_ltc_diagnoses GROUP BY ALL"
            if "stg_gp_ltc_diagnoses" in present else "SELECT NULL::VARCHAR AS person_pid, 0 AS n WHERE false")
     bnf = ("SELECT person_pid, count(DISTINCT bnf_chapter) AS n FROM w.stg_gp_prescribing "
-           f"WHERE last_issue_date > DATE '{as_of - dt.timedelta(days=365)}' GROUP BY ALL"
+           f"WHERE {_window(reference, 'last_issue_date')} GROUP BY ALL"
            if "stg_gp_prescribing" in present else "SELECT NULL::VARCHAR AS person_pid, 0 AS n WHERE false")
     asc = ("SELECT DISTINCT person_pid FROM linked_asc_clients WHERE person_pid IS NOT NULL"
            if "stg_asc_clients" in present else "SELECT NULL::VARCHAR AS person_pid WHERE false")
-    lo, hi = f"DATE '{as_of - dt.timedelta(days=365)}'", f"DATE '{as_of}'"
-    cost = (  # each service's weekly cost over the days it ran in the 12 months to the as-of date
+    lo, hi = f"DATE '{one_year_after(reference, -1)}'", f"DATE '{reference}'"
+    cost = (  # each service's weekly cost over the days it ran in the year before the reference date
         "SELECT c.person_pid, sum(s.weekly_cost * greatest(date_diff('day', greatest(s.start_date, "
         f"{lo}), least(coalesce(s.end_date, {hi}), {hi})), 0) / 7.0) AS cost "
         "FROM (SELECT DISTINCT person_pid, client_id_pid FROM linked_asc_clients WHERE person_pid IS NOT NULL) c "
@@ -180,13 +188,12 @@ def _check_against_contract(con, contract: MartContract) -> dict[str, int]:
     return built
 
 
-def publish_marts(settings, keystore, warehouse, audit, as_of: dt.date | None = None) -> list[MartBuild]:
+def publish_marts(settings, keystore, warehouse, audit) -> list[MartBuild]:
     """Build every mart from the current warehouse and switch each one in atomically."""
-    as_of = as_of or settings.today()
     contracts = load_mart_contracts(settings.contracts_dir)
-    builders = {"person": lambda con, present: (_build_person(con, as_of, present), _build_risk(con, present)),
-                "linkage": lambda con, present: _build_linkage(con),
-                "governance": lambda con, present: _build_governance(con, settings.audit_log)}
+    builders = {"person": lambda con, present, ref: (_build_person(con, ref, present), _build_risk(con, present)),
+                "linkage": lambda con, present, ref: _build_linkage(con),
+                "governance": lambda con, present, ref: _build_governance(con, settings.audit_log)}
     unknown = set(contracts) - set(builders)
     if unknown:
         raise ContractError(f"no builder for mart contract(s) {sorted(unknown)}: a mart needs code as well as a contract")
@@ -195,18 +202,25 @@ def publish_marts(settings, keystore, warehouse, audit, as_of: dt.date | None = 
     try:
         con.execute("USE memory")
         present = warehouse_tables(con)
+        try:
+            reference = reference_date(con)
+        except (ValueError, duckdb.Error):  # no activity loaded yet (say, registrations only): nothing to count back from
+            reference = settings.today()
         _person_map(con, keystore)
         for name, contract in sorted(contracts.items()):
-            published.append(_publish_one(settings, keystore, con, name, contract, builders[name], present))
+            published.append(_publish_one(settings, keystore, con, name, contract, builders[name], present,
+                                          reference))
     finally:
         con.close()
     for build in published:
         audit.append("mart.published", {"mart": build.name, "file": build.file, "tables": build.tables,
-                                        "readers": sorted(contracts[build.name].readers)})
+                                        "readers": sorted(contracts[build.name].readers),
+                                        "reference_date": reference.isoformat()})
     return published
 
 
-def _publish_one(settings, keystore, con, name: str, contract: MartContract, build, present) -> MartBuild:
+def _publish_one(settings, keystore, con, name: str, contract: MartContract, build, present,
+                 reference: dt.date) -> MartBuild:
     folder = settings.marts_dir / name
     folder.mkdir(parents=True, exist_ok=True)
     _remove_orphans(settings.marts_dir, folder, name, keystore)
@@ -216,7 +230,7 @@ def _publish_one(settings, keystore, con, name: str, contract: MartContract, bui
     key = keystore.data_key(key_name, create=True)
     con.execute(f"ATTACH '{path}' AS m (ENCRYPTION_KEY $key)", {"key": key.hex()})
     try:
-        build(con, present)
+        build(con, present, reference)
         tables = _check_against_contract(con, contract)
         con.execute("CHECKPOINT m")
     finally:
@@ -226,7 +240,9 @@ def _publish_one(settings, keystore, con, name: str, contract: MartContract, bui
     crash_point("mart.written")
     write_json_atomic(settings.marts_dir / f"{name}.current.json", {
         "mart": name, "file": f"{name}/{path.name}", "key": key_name, "tables": tables,
-        "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "contract": contract.path.name})
+        "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "contract": contract.path.name,
+        "reference_date": reference.isoformat(),
+        **({"as_of": settings.as_of.isoformat()} if settings.as_of else {})})
     _prune(folder, name, keystore)
     return MartBuild(name, f"{name}/{path.name}", tables)
 

@@ -55,6 +55,7 @@ class EvidencePack:
     queries: list[dict]
     reidentifications: list[dict]
     certificates: list[dict]
+    opt_out_overrides: list[dict] = field(default_factory=list)
     checklist: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -298,9 +299,13 @@ def _checklist(pack: EvidencePack, settings: Settings) -> list[dict]:
              "identifiers are read only at ingest inside the safe haven; records are linked on keyed pseudonyms",
              "#linkage"),
         item("Objections respected (Caldicott 2, rec. 11)", "Caldicott 2",
-             loaded and all(c["opt_out"]["applies"] is False or c["opt_out"]["applied_at"] == "ingest" for c in loaded),
+             loaded and not pack.opt_out_overrides
+             and all(c["opt_out"]["applies"] is False or c["opt_out"]["applied_at"] == "ingest" for c in loaded),
              f"{sum(d['opt_out_removed'] for d in pack.deliveries):,} record(s) removed by opt-outs at ingest; "
-             "each contract states whether the national data opt-out applies and why", "#deliveries"),
+             "each contract states whether the national data opt-out applies and why"
+             + (f"; {len(pack.opt_out_overrides)} IG override(s) let a stale opt-out list be used (see Opt-out "
+                "overrides)" if pack.opt_out_overrides else "; every list used was within its contract's age"),
+             "#opt-out-overrides" if pack.opt_out_overrides else "#deliveries"),
         item("Disclosures published: what, to whom, why (Caldicott 2, rec. 19)", "Caldicott 2",
              True, f"{len(pack.releases)} release(s) with disclosure records; the public notice lists "
              "recipients and purposes", "#releases"),
@@ -309,7 +314,7 @@ def _checklist(pack: EvidencePack, settings: Settings) -> list[dict]:
 
 def collect_evidence(settings: Settings, keystore=None) -> EvidencePack:
     """Everything the pack shows, read from the data root (no warehouse access)."""
-    audit = AuditLog(settings.audit_log)
+    audit = settings.audit()
     report = audit.verify()
     entries = list(audit.entries()) if settings.audit_log.exists() else []
     as_of = settings.today()
@@ -320,7 +325,8 @@ def collect_evidence(settings: Settings, keystore=None) -> EvidencePack:
         audit=_audit_panel(report), contracts=contracts, history=_history(settings, contracts, manifests, entries),
         deliveries=deliveries, quarantines=quarantines, linkage=_linkage(settings), model=_model(settings),
         releases=_releases(settings, entries), queries=_trail(entries, QUERY_EVENTS),
-        reidentifications=_trail(entries, REIDENTIFY_EVENTS), certificates=_certificates(settings, keystore, audit))
+        reidentifications=_trail(entries, REIDENTIFY_EVENTS), certificates=_certificates(settings, keystore, audit),
+        opt_out_overrides=_trail(entries, {"opt_out.stale_list_accepted"}))
     pack.checklist = _checklist(pack, settings)
     return pack
 
@@ -349,7 +355,8 @@ details{margin:.3rem 0}summary{cursor:pointer;font-weight:600}
 </style>"""
 _SECTIONS = [("audit-chain", "Audit chain"), ("checklist", "Controls"), ("contracts", "Contracts"),
              ("deliveries", "Deliveries"), ("linkage", "Linkage"), ("models", "Models"), ("releases", "Releases"),
-             ("queries", "Queries"), ("reidentification", "Re-identification"), ("destruction", "Destruction")]
+             ("queries", "Queries"), ("reidentification", "Re-identification"),
+             ("opt-out-overrides", "Opt-out overrides"), ("destruction", "Destruction")]
 
 
 def _esc(value) -> str:
@@ -487,6 +494,9 @@ def render_evidence(pack: EvidencePack) -> str:
     page.section("Queries", trail(pack.queries, ["role", "marts", "rows", "sql", "reason"]), anchor="queries")
     page.section("Re-identification requests", trail(pack.reidentifications, ["practice", "requester", "purpose", "counts", "reason"]),
                  anchor="reidentification")
+    page.section("Opt-out overrides", trail(pack.opt_out_overrides, ["feed", "list", "delivery", "age_days",
+                                                                     "max_age_days", "as_of", "reason"]),
+                 anchor="opt-out-overrides")
     page.section("Destruction certificates", _raw_table(
         ["certificate", "as of", "run by", "records", "files", "keys destroyed", "own scan", "re-checked now", "page"],
         [[_esc(c["certificate"]), _esc(c["as_of"]), _esc(c["run_by"]), _esc(c["records"]), _esc(c["files"]),

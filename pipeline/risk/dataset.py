@@ -12,49 +12,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 import duckdb
 import polars as pl
 
-from pipeline.linkage.linked import warehouse_tables
+from pipeline.linkage.coverage import ACTIVITY_SOURCES, Coverage, activity_coverage, one_year_after
+from pipeline.linkage.linked import create_linked_views, warehouse_tables
 from pipeline.risk.features import all_features, build_features
 
 __all__ = ["ACTIVITY_SOURCES", "Coverage", "activity_coverage", "model_frame", "one_year_after", "usable_features"]
-
-#: Feeds whose dates say how far the activity history reaches.
-ACTIVITY_SOURCES = ("sus_apc_spells", "sus_op_attendances", "ecds_attendances", "csds_contacts", "mhsds_contacts")
-
-
-def one_year_after(day: dt.date, years: int = 1) -> dt.date:
-    try:
-        return day.replace(year=day.year + years)
-    except ValueError:  # 29 February
-        return day.replace(year=day.year + years, day=28)
-
-
-@dataclass(frozen=True)
-class Coverage:
-    """The first and last activity dates in the warehouse."""
-
-    first: dt.date
-    last: dt.date
-
-    def outcome_known(self, reference_date: dt.date) -> bool:
-        return self.last >= one_year_after(reference_date) - dt.timedelta(days=1)
-
-    def covers_lookback(self, reference_date: dt.date, years: int) -> bool:
-        return years == 0 or self.first <= one_year_after(reference_date, -years)
-
-
-def activity_coverage(con: duckdb.DuckDBPyConnection) -> Coverage:
-    sources = ", ".join(f"'{s}'" for s in ACTIVITY_SOURCES)
-    first, last = con.execute(
-        f"SELECT min(event_date), max(event_date) FROM w.person_events WHERE source IN ({sources})").fetchone()
-    if first is None:
-        raise ValueError("the warehouse has no activity (hospital, A&E, outpatient, community or mental health)")
-    return Coverage(first, last)
-
 
 def usable_features(conditions: tuple[str, ...], coverage: Coverage,
                     reference_date: dt.date) -> tuple[list[str], dict[str, str]]:
@@ -70,9 +36,11 @@ def usable_features(conditions: tuple[str, ...], coverage: Coverage,
 
 
 def _population_sql(con: duckdb.DuckDBPyConnection, ref: str) -> str:
-    if "stg_gp_registrations" in warehouse_tables(con):
+    present = warehouse_tables(con)
+    if "stg_gp_registrations" in present:
+        create_linked_views(con, present)  # a registration found by rescue linkage counts too
         return f"""SELECT person_pid, arg_max(practice_code, registration_start) AS practice_code
-                   FROM w.stg_gp_registrations
+                   FROM linked_gp_registrations
                    WHERE person_pid IS NOT NULL AND registration_start < {ref}
                      AND (registration_end IS NULL OR registration_end >= {ref} - INTERVAL 1 DAY)
                    GROUP BY person_pid"""

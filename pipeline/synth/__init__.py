@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.contracts import FeedContract, require_contract
-from pipeline.settings import Settings
+from pipeline.settings import Settings, wall_date
 from pipeline.synth.activity import generate_activity
 from pipeline.synth.extracts import lookup_table, opt_out_tables, person_identity, write_feed_tables
 from pipeline.synth.geography import build_geography
@@ -75,11 +75,13 @@ def generate(
     ident = person_identity(people)
 
     landing, truth_dir = settings.landing, settings.synthetic_truth
+    list_date = max(EXTRACT_DATE, wall_date())  # opt-out lists: fetched when processed
     truth_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for feed in FEEDS:
         step(f"writing {feed}")
-        written += write_feed_tables(contracts[feed], tables, people, ident, rng, landing, truth_dir, on_file)
+        written += write_feed_tables(contracts[feed], tables, people, ident, rng, landing, truth_dir, on_file,
+                                     list_date=list_date)
     step("ground truth")
     truth.write_parquet(truth_dir / "people.parquet")
     seconds = round(time.perf_counter() - started, 2)
@@ -89,6 +91,7 @@ def generate(
         "history": [HISTORY_START.isoformat(), HISTORY_END.isoformat()],
         "final_year_start": FINAL_YEAR_START.isoformat(),
         "extract_date": EXTRACT_DATE.isoformat(),
+        "opt_out_lists_dated": list_date.isoformat(),
         "planted_model": {"intercept": PLANTED_INTERCEPT, "coefficients": PLANTED_COEFFICIENTS,
                           "outcome": "at least one emergency admission (methods 21-2D, 28) in the final year"},
         "outcome_rate": float(truth["emergency_admission_final_year"].mean()),

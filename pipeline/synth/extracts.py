@@ -80,6 +80,10 @@ PERIOD_BY: dict[str, str] = {
     "gp_prescribing": "year_end",  # one yearly extract dated at the year's end
 }
 NSPL_EDITION = "2026-02"
+#: Opt-out lists are fetched when the extracts are processed, not when they were taken: the
+#: generator dates them on the day it runs (never before the extract date), as a safe haven
+#: replaying an old extract must still apply today's objections.
+OPT_OUT_LISTS = ("ndoo_list", "type1_optout_list")
 
 
 def person_identity(people: pl.DataFrame) -> pl.DataFrame:
@@ -193,8 +197,10 @@ def write_feed_tables(
     landing,
     truth_dir,
     on_file: Callable[[str, int], None] | None = None,
+    list_date: dt.date | None = None,
 ) -> list[dict]:
-    """Write one feed's deliveries; return a manifest entry per file."""
+    """Write one feed's deliveries; return a manifest entry per file. Opt-out lists are dated
+    ``list_date`` (default: the extract date)."""
     written = []
     feed_dir = landing / contract.name
     feed_dir.mkdir(parents=True, exist_ok=True)
@@ -210,6 +216,8 @@ def write_feed_tables(
             period = pl.col(period_col).dt.strftime("%Y-%m")
         elif tname == "postcode_lookup":
             period = pl.lit(NSPL_EDITION)
+        elif tname in OPT_OUT_LISTS and list_date is not None:
+            period = pl.lit(list_date.isoformat())
         else:
             period = pl.lit(EXTRACT_DATE.isoformat())
         frame = frame.with_columns(_period=period).sort("_period", maintain_order=True)

@@ -28,7 +28,8 @@ def test_nothing_identifying_outside_landing(demo_root):
     assert len(ids.nhs) > 1000 and len(ids.names) > 500 and len(ids.postcodes) > 500 and len(ids.dobs) > 500
     zones = {p.name for p in demo_root.iterdir()}
     assert {"staging", "validation", "audit", "prefect", "synthetic-truth", "warehouse", "marts", "reports",
-            "outputs"} <= zones
+            "outputs", "logs"} <= zones
+    assert list((demo_root / "logs").glob("*-demo.log"))  # the run log, Prefect's logs and tracebacks included
     assert list((demo_root / "outputs" / "case-finding").rglob("*.pack.json"))
     assert list((demo_root / "outputs" / "published").rglob("*.xlsx"))  # the published package, workbook included
     assert list((demo_root / "audit" / "disclosure" / "releases").glob("*.parquet"))  # the release ledger

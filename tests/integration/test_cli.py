@@ -44,7 +44,7 @@ def test_validate_exits_non_zero_when_quarantined_and_names_the_column(tmp_path)
     path.write_text(",".join(row) + "\n" + ",".join(row.values()) + "\n")
     out = run("validate", str(path), "--feed", "ecds", "--as-of", "2026-04-15",
               env={"SAFEHAVEN_DATA_ROOT": str(tmp_path / "data")})
-    assert out.returncode == 2
+    assert out.returncode == 21
     assert "patient_name" in out.stdout and "quarantined" in out.stdout
     assert "Jean Smith" not in out.stdout + out.stderr
     assert "943 476 5919" not in out.stdout + out.stderr
@@ -98,3 +98,10 @@ def test_keys_init_status_rotate_retire_never_print_a_key(tmp_path):
     material = store.domain_key(KeyDomain.LINKAGE).material.decode()
     everything = created.stdout + created.stderr + rotated.stdout + rotated.stderr + (root / "audit" / "audit.jsonl").read_text()
     assert material not in everything and "a long test passphrase" not in everything
+
+
+def test_a_usage_error_is_click_s_message_not_a_traceback(tmp_path):
+    """Typer now carries its own copy of Click: its usage errors must still be shown as usage."""
+    out = run("ingest", "--no-such-option", "--data-root", str(tmp_path / "data"))
+    assert out.returncode == 2, out.stderr
+    assert "No such option: --no-such-option" in out.stderr and "Traceback" not in out.stdout + out.stderr

@@ -9,7 +9,6 @@ import pytest
 from pipeline.errors import DeliveryQuarantined, KeyMismatch, OptOutListStale
 from pipeline.ingest.ingest import Ingestor
 from pipeline.keys import KeyEncryptionKey, LocalKeystore, open_keystore
-from pipeline.synth import EXTRACT_DATE
 from tests.staged import staged_frame, staged_frames
 
 FEEDS = ["postcode_lookup", "ndoo", "type1_optout", "sus_apc", "gp"]
@@ -119,7 +118,7 @@ def staged_name(manifest) -> str:
 
 def test_stale_opt_out_list_refuses_to_stage(population_copy):
     ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout"])
-    late = population_copy.model_copy(update={"as_of": EXTRACT_DATE + dt.timedelta(days=60)})
+    late = population_copy.model_copy(update={"as_of": dt.date.today() + dt.timedelta(days=60)})
     with pytest.raises(OptOutListStale) as exc:
         ingest(late, ["sus_apc"])
     assert "days old" in str(exc.value)
@@ -264,3 +263,18 @@ def test_a_delivery_failing_the_gate_in_the_single_pass_stages_nothing(populatio
     assert not (folder / f"{period}__v1.parquet").exists() and not (folder / f"{period}__v1.manifest.json").exists()
     assert not list(folder.glob(".tmp-*"))
     assert sum(r.status == "staged" for r in results.values()) == len(results) - 1
+
+
+def test_a_rerun_leaves_the_ingested_markers_alone(population_copy):
+    """Issue 17 item 2: a skipped delivery's marker keeps its first ``marked_at``, or the raw
+    landing file's destruction date would move on with every scheduled run."""
+    import json
+    import time
+
+    ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout", "gp"])
+    markers = sorted((population_copy.landing / "_ingested").rglob("*.json"))
+    before = {m: json.loads(m.read_text())["marked_at"] for m in markers}
+    assert len(before) >= 4
+    time.sleep(1.1)  # marked_at has one-second resolution: a rewrite would show
+    assert {r.status for r in ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout", "gp"])} == {"skipped"}
+    assert {m: json.loads(m.read_text())["marked_at"] for m in markers} == before

@@ -319,3 +319,21 @@ def test_publishing_before_stratify_is_a_clear_error(linked, tmp_path):
     with pytest.raises(UserError, match="run `safehaven stratify` before `safehaven publish`"):
         publish(settings, keystore, AuditLog(tmp_path / "audit.jsonl"))
     assert not [p for p in published_dir(settings).iterdir() if p.is_dir()]
+
+
+def test_records_state_the_rules_and_widths_each_table_was_held_to(published):
+    """Issue 17 item 9: magnitude records said dominance and p% were null while cells were
+    suppressed under release.py's defaults, and the page said every hidden cell "could not be
+    narrowed below 8" while a magnitude cell's own record required width 2."""
+    _, _, _, result, _ = published
+    magnitude = ("emergency_admissions_by_practice_tier", "social_care_cost_by_tier")
+    for name in TABLES:
+        record = json.loads((result.folder / "records" / f"{name}.json").read_text())
+        parameters = record["profile"]["parameters"]
+        if name in magnitude:
+            assert parameters["dominance"] == [2, 90.0] and parameters["p_percent"] == 10.0, name
+            reasons = {r.split("(")[0] for c in record["audit"]["narrowest"] for r in c["reasons"]}
+            assert reasons <= {"PRIMARY_FREQ", "PRIMARY_DOMINANCE", "PRIMARY_P", "SECONDARY"}
+    page = (result.folder / "index.html").read_text()
+    assert "could not be narrowed below 8." not in page
+    assert "narrowed to fewer than 8 people" in page and "its own protection level" in page

@@ -29,7 +29,7 @@ def test_clean_delivery_passes_with_a_receipt_and_an_audit_entry(settings, make_
         receipt = json.load(fh)
     assert receipt["rows"] == 20 and len(receipt["sha256"]) == 64
     events = [e.event for e in AuditLog(settings.audit_log).entries()]
-    assert events == ["contract.checked", "delivery.validated"]
+    assert events == ["contract.checked", "contract.version_registered", "delivery.validated"]
 
 
 def test_extra_column_quarantines_the_whole_delivery_naming_it(settings, make_delivery):
