@@ -184,3 +184,25 @@ class FeedIG(_Model):
 
 #: The contract-level IG properties, in the order ``FeedIG`` declares them.
 REQUIRED_FEED_PROPERTIES = tuple(FeedIG.model_fields)
+
+
+class FilenamePattern(_Model):
+    """How a supplier names a table's files: a regular expression matched against the whole file
+    name, with a named group ``period`` (and optionally ``version``)."""
+
+    regex: str = Field(min_length=3)
+    periodFormat: str = Field("%Y-%m", description="strptime format of the period group, e.g. %Y%m")
+    version: int = Field(1, ge=1, description="The version when the name has no version group.")
+
+
+class DeliveryFormat(_Model):
+    """A table's delivery layout as a supplier sends it (``customProperties`` property
+    ``delivery`` on a schema object): file names, header aliases (matched ignoring case and
+    spaces), delimiter, encoding, extra date formats per column, and columns to ignore."""
+
+    filenames: list[FilenamePattern] = Field(default_factory=list)
+    headerAliases: dict[str, list[str]] = Field(default_factory=dict)
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    encoding: Literal["utf-8", "utf-8-sig", "cp1252", "latin-1", "iso-8859-1"] = "utf-8"
+    dateFormats: dict[str, list[str]] = Field(default_factory=dict)
+    ignoreColumns: list[str] = Field(default_factory=list)

@@ -26,6 +26,7 @@ from pipeline.contracts._ig import (
     REQUIRED_FEED_PROPERTIES,
     VENDOR,
     CommonLawBasis,
+    DeliveryFormat,
     FeedIG,
     FeedKind,
     FirewallAction,
@@ -121,6 +122,20 @@ def _ig_properties(items: list[dict] | None, where: str, report) -> dict[str, An
             report(f"{where}.customProperties[{i}]", f"'{name}' is declared twice")
         found[name] = item.get("value")
     return found
+
+
+def _with_date_formats(columns: list[ColumnSpec], rules: list[QualityRule],
+                       extra: dict[str, list[str]]) -> tuple[list[ColumnSpec], list[QualityRule]]:
+    """A supplier's date formats, added to the columns the firewall parses and to their format rules."""
+    import dataclasses
+
+    def more(formats: tuple[str, ...], name: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*formats, *extra.get(name, [])]))
+
+    columns = [dataclasses.replace(c, formats=more(c.formats, c.name)) if c.name in extra else c for c in columns]
+    rules = [dataclasses.replace(r, formats=more(r.formats, r.column), pattern=date_regex(more(r.formats, r.column)))
+             if r.column in extra and r.formats is not None else r for r in rules]
+    return columns, rules
 
 
 class _Checker:
@@ -298,8 +313,44 @@ class _Checker:
                 c.role is Role.DIRECT_IDENTIFIER for c in columns
             ):
                 self.report(f"{where}.properties", "reference data may not carry direct identifiers")
-            tables[tname] = TableSpec(tname, tuple(columns), tuple(rules), activity)
+            delivery = self._delivery(where, tprops.get("delivery"), columns)
+            if delivery is not None and delivery.dateFormats:
+                columns, rules = _with_date_formats(columns, rules, delivery.dateFormats)
+            tables[tname] = TableSpec(tname, tuple(columns), tuple(rules), activity, delivery)
         return tables
+
+    def _delivery(self, where: str, value, columns: list[ColumnSpec]) -> DeliveryFormat | None:
+        """The table's ``delivery`` layout, checked: patterns compile and name a period, aliases
+        and date formats name declared columns (date columns for formats)."""
+        if value is None:
+            return None
+        field = f"{where}.customProperties[property=delivery].value"
+        try:
+            delivery = DeliveryFormat.model_validate(value)
+        except ValidationError as exc:
+            for err in exc.errors():
+                self.report(field + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]),
+                            err["msg"])
+            return None
+        by_name = {c.name: c for c in columns}
+        for i, pattern in enumerate(delivery.filenames):
+            try:
+                compiled = re.compile(pattern.regex)
+            except re.error as exc:
+                self.report(f"{field}.filenames[{i}].regex", f"not a regular expression ({exc})")
+                continue
+            if "period" not in compiled.groupindex:
+                self.report(f"{field}.filenames[{i}].regex", "needs a named group 'period', e.g. (?P<period>\\d{6})")
+        for name in [*delivery.headerAliases, *delivery.dateFormats]:
+            if name not in by_name:
+                self.report(f"{field}", f"'{name}' is not a column of this table")
+        for name, formats in delivery.dateFormats.items():
+            if name in by_name and by_name[name].logical_type != "date":
+                self.report(f"{field}.dateFormats.{name}", f"'{name}' is not a date column")
+            for fmt in formats:
+                if not fmt or "%" not in fmt:
+                    self.report(f"{field}.dateFormats.{name}", f"'{fmt}' is not a strptime format such as %d/%m/%Y")
+        return delivery
 
     def _column(self, where: str, prop: dict, permitted: set[str], ig) -> ColumnSpec | None:
         if not isinstance(prop, dict) or not prop.get("name"):

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.contracts._ig import FeedIG, FirewallAction, Role
+from pipeline.contracts._ig import DeliveryFormat, FeedIG, FirewallAction, Role
 
 __all__ = ["ColumnSpec", "FeedContract", "QualityRule", "TableSpec", "date_regex"]
 
@@ -66,6 +66,7 @@ class TableSpec:
     columns: tuple[ColumnSpec, ...]
     rules: tuple[QualityRule, ...]
     activity_date: str | None = None
+    delivery: DeliveryFormat | None = None  # a supplier's layout (file names, aliases, delimiter...)
 
     @property
     def column_names(self) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ class Delivery:
     period: str
     version: int
     path: Path
+    layout: bool = False  # named by a supplier pattern of the contract: read in that table's delivery layout
 
     @property
     def id(self) -> str:
@@ -39,21 +40,47 @@ class Delivery:
         return self.id.replace("/", "__")
 
     @classmethod
-    def from_path(cls, path: Path | str, feed: str | None = None) -> Delivery:
+    def from_path(cls, path: Path | str, feed: str | None = None, contract=None) -> Delivery:
+        """Identify a delivery by its name: ``<table>_<period>_v<version>.csv``, or one of the
+        file-name patterns the feed's contract declares for a supplier's layout."""
         path = Path(path)
+        feed = feed or path.parent.name
         match = DELIVERY_NAME.match(path.name)
-        if not match:
-            raise DeliveryError(
-                f"cannot identify delivery '{path.name}': names must look like "
-                "<table>_<period>_v<version>.csv, e.g. sus_apc_spells_2024-03_v1.csv"
-            )
-        return cls(
-            feed=feed or path.parent.name,
-            table=match["table"],
-            period=match["period"],
-            version=int(match["version"]),
-            path=path,
+        if match:
+            return cls(feed=feed, table=match["table"], period=match["period"], version=int(match["version"]),
+                       path=path)
+        found = _by_contract_pattern(path.name, contract) if contract is not None else None
+        if found is not None:
+            return cls(feed=feed, table=found[0], period=found[1], version=found[2], path=path, layout=True)
+        example = next(iter(contract.tables), "sus_apc_spells") if contract is not None else "sus_apc_spells"
+        patterns = [p.regex for t in (contract.tables.values() if contract is not None else ())
+                    if t.delivery for p in t.delivery.filenames]
+        raise DeliveryError(
+            f"cannot identify delivery '{path.name}': names must look like <table>_<period>_v<version>.csv, "
+            f"e.g. {example}_2024-03_v1.csv"
+            + (f", or match a file-name pattern of the feed's contract ({'; '.join(patterns)})" if patterns else
+               "; or declare the supplier's file names in the contract (a table's delivery.filenames)")
         )
+
+
+def _by_contract_pattern(name: str, contract) -> tuple[str, str, int] | None:
+    """(table, period, version) from the first contract file-name pattern that matches."""
+    import datetime as dt
+
+    for table in contract.tables.values():
+        for pattern in (table.delivery.filenames if table.delivery else ()):
+            match = re.fullmatch(pattern.regex, name)
+            if not match:
+                continue
+            try:
+                day = dt.datetime.strptime(match["period"], pattern.periodFormat)
+            except ValueError:
+                continue
+            fmt = pattern.periodFormat
+            period = day.strftime("%Y-%m-%d" if "%d" in fmt else "%Y-%m" if "%m" in fmt or "%b" in fmt else "%Y")
+            version = int(match["version"]) if "version" in match.re.groupindex and match["version"] else pattern.version
+            return table.name, period, version
+    return None
 
 
 def find_delivery_files(landing: Path, feeds: list[str] | None = None) -> list[tuple[Path, str]]:

@@ -24,7 +24,6 @@ page holds a value from the delivery: they name files, columns, rules and counts
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import json
@@ -46,7 +45,14 @@ from pipeline.contracts.suites import numeric_shadow
 from pipeline.errors import ContractError, DeliveryError, DeliveryQuarantined
 from pipeline.ingest._gx import GxProject, data_docs_index, unrendered
 from pipeline.ingest.deliveries import Delivery
-from pipeline.ingest.rules import KeyCounter, RuleCounter, read_batches
+from pipeline.ingest.rules import (
+    IGNORED,
+    KeyCounter,
+    RuleCounter,
+    canonical_header,
+    read_batches,
+    read_header,
+)
 from pipeline.ingest.staging import write_json_atomic
 from pipeline.logs import contains_identifier
 from pipeline.settings import Settings
@@ -193,21 +199,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_header(path: Path) -> list[str]:
-    """The first line's cells. Only that line is decoded: a bad byte further down is the row
-    reader's to find (and name by row)."""
-    with open(path, "rb") as fh:
-        first = fh.readline()
-    if not first.strip():
-        return []
-    try:
-        return next(csv.reader([first.decode("utf-8-sig").rstrip("\r\n")]))
-    except UnicodeDecodeError:
-        raise DeliveryError(f"{path.name}: {undecodable(path) or 'the header is not valid UTF-8'}") from None
-    except (StopIteration, csv.Error):
-        raise DeliveryError(f"{path.name}: the first line is not a CSV header") from None
-
-
 def register_contract_version(staging: Path, contract: FeedContract, audit: AuditLog) -> str:
     """Pin each contract version to the text it was first used with, and return that text's SHA-256.
 
@@ -298,7 +289,8 @@ class ValidationGate:
         if self.settings.validation_engine == "polars":
             counter = RuleCounter(table, columns)
             try:
-                for batch in read_batches(delivery.path, columns, self.settings.validation_batch_bytes):
+                for batch in read_batches(delivery.path, columns, self.settings.validation_batch_bytes, table,
+                                          delivery.layout):
                     counter.add(pl.from_arrow(batch))
                     if on_batch:
                         on_batch(batch.num_rows)
@@ -324,7 +316,7 @@ class ValidationGate:
         contract = self.contract(feed)  # raises before anything is read
         started = time.perf_counter()
         try:
-            delivery = Delivery.from_path(path, feed)
+            delivery = Delivery.from_path(path, feed, contract)
         except DeliveryError as exc:
             unknown = Delivery(feed=feed, table="unidentified", period="unknown", version=0, path=path)
             result = GateResult(delivery_id=unknown.id, feed=feed, table=unknown.table, file=path.name,
@@ -339,7 +331,12 @@ class ValidationGate:
                 f"(declared: {', '.join(sorted(contract.tables))})"
             )
             return self._finish(result, delivery, started, digest), None, None, []
-        columns = self._check_header(read_header(path), table, result)
+        try:
+            header = canonical_header(read_header(path, table, delivery.layout), table)
+        except DeliveryError as exc:  # a header that cannot be decoded: quarantined, named, never shown
+            result.reasons.append(str(exc).removeprefix(f"{path.name}: "))
+            return self._finish(result, delivery, started, digest), None, None, []
+        columns = self._check_header(header, table, result)
         if result.reasons:
             return self._finish(result, delivery, started, digest), None, None, []
         return result, delivery, table, columns
@@ -359,6 +356,7 @@ class ValidationGate:
 
     def _check_header(self, header: list[str], table: TableSpec, result: GateResult) -> list[str]:
         declared = set(table.column_names)
+        header = [h for h in header if not h.startswith(IGNORED)]  # columns the delivery layout ignores
         shown = {name: _printable_column(name, i + 1) for i, name in enumerate(header)}
         if not header:
             result.reasons.append("the file is empty (no header row)")
@@ -398,7 +396,8 @@ class ValidationGate:
         keys = KeyCounter(table, columns)
         ranged = [r for r in table.rules if r.column in columns and (r.minimum is not None or r.maximum is not None)]
         structure_ok = True
-        for i, batch in enumerate(read_batches(delivery.path, columns, self.settings.validation_batch_bytes)):
+        for i, batch in enumerate(read_batches(delivery.path, columns, self.settings.validation_batch_bytes, table,
+                                               delivery.layout)):
             frame = batch.to_pandas()
             for r in ranged:
                 frame[numeric_shadow(r.column)] = pd.to_numeric(frame[r.column], errors="coerce")

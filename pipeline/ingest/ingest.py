@@ -32,11 +32,10 @@ from pipeline.ingest.gate import (
     PARSE_ERRORS,
     GateResult,
     ValidationGate,
-    read_header,
     sha256_file,
     unparseable_csv,
 )
-from pipeline.ingest.rules import RuleCounter, read_batches
+from pipeline.ingest.rules import RuleCounter, canonical_header, read_batches, read_header
 from pipeline.ingest.staging import (
     ParquetOut,
     pin_linkage_key,
@@ -158,7 +157,7 @@ class Ingestor:
         started = time.perf_counter()
         contract = self.gate.contract(feed)  # a contract problem stops here, nothing read
         try:
-            delivery = Delivery.from_path(path, feed)
+            delivery = Delivery.from_path(path, feed, contract)
         except DeliveryError:  # the gate quarantines what it cannot identify
             return self._from_gate(self.gate.validate(path, feed), started)
         paths = staged_paths(self.settings.staging, delivery)
@@ -194,7 +193,7 @@ class Ingestor:
             checked = self.gate.validate(path, feed, digest=digest)
             if not checked.passed:
                 return self._from_gate(checked, started)
-            header = read_header(path)
+            header = canonical_header(read_header(path, table, delivery.layout), table)
             columns = [c for c in table.column_names if c in header]
         pin_linkage_key(self.settings.staging, self.keys.linkage, self.keys.linkage_previous)
 
@@ -222,14 +221,15 @@ class Ingestor:
         rows_in = 0
         try:
             if firewall is None:
-                staged = self._reference(path, columns)
+                staged = self._reference(path, columns, table, delivery.layout)
                 rows_in = staged.height
                 out.write(staged.to_arrow())
                 counts = {"rows_in": rows_in, "rows_out": staged.height}
             else:
                 counter = RuleCounter(table, columns) if single_pass else None
                 try:
-                    for batch in read_batches(path, columns, self.settings.validation_batch_bytes):
+                    for batch in read_batches(path, columns, self.settings.validation_batch_bytes, table,
+                                              delivery.layout):
                         frame = pl.from_arrow(batch)
                         if counter is not None:
                             counter.add(frame)
@@ -345,9 +345,9 @@ class Ingestor:
                                    **({"as_of": self.settings.as_of.isoformat()} if self.settings.as_of else {})})
 
     @staticmethod
-    def _reference(path: Path, columns: list[str]) -> pl.DataFrame:
+    def _reference(path: Path, columns: list[str], table=None, layout: bool = False) -> pl.DataFrame:
         """The postcode lookup's staged form: geography only, no postcodes."""
-        frame = pl.concat([pl.from_arrow(b) for b in read_batches(path, columns, 64 * 2**20)])
+        frame = pl.concat([pl.from_arrow(b) for b in read_batches(path, columns, 64 * 2**20, table, layout)])
         keep = [c for c in ("lsoa21cd", "ward_code", "ward_name", "imd_decile", "imd_edition") if c in frame.columns]
         return frame.select(keep).unique().sort(keep).with_columns(pl.col("imd_decile").cast(pl.Int32))
 

@@ -14,6 +14,8 @@ deliveries. Nothing here keeps a value: only counts leave.
 
 from __future__ import annotations
 
+import csv
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,21 +26,86 @@ import pyarrow.csv as pacsv
 from pipeline.contracts.model import QualityRule, TableSpec
 from pipeline.ingest._gx import ExpectationCount
 
-__all__ = ["NULL_VALUES", "KeyCounter", "RuleCounter", "read_batches"]
+__all__ = ["NULL_VALUES", "KeyCounter", "RuleCounter", "canonical_header", "normalised", "read_batches", "read_header"]
 
 #: Text that means "no value" in a delivery.
 NULL_VALUES = ["", "NULL", "null"]
 
 
-def read_batches(path: Path, columns: list[str], batch_bytes: int) -> Iterator[pa.RecordBatch]:
-    """Stream a delivery as Arrow batches of bounded size, every column as text.
+IGNORED = "\x00ignored"  # prefix of a file column the contract says to ignore
+
+
+def normalised(name: str) -> str:
+    """A header name for matching: case, surrounding space and runs of spaces/underscores ignored."""
+    return re.sub(r"[\s_]+", "_", name.strip().lower())
+
+
+def canonical_header(header: list[str], table: TableSpec | None) -> list[str]:
+    """Each file column's contract name: the same name ignoring case and spaces, or an alias the
+    table's delivery layout declares; ``IGNORED<i>`` for a column it says to ignore; otherwise
+    the file's own name (which the gate then reports as undeclared)."""
+    if table is None:
+        return list(header)
+    names = {normalised(c): c for c in table.column_names}
+    delivery = table.delivery
+    if delivery is not None:
+        for column, aliases in delivery.headerAliases.items():
+            names.update({normalised(a): column for a in aliases})
+    ignored = {normalised(c) for c in delivery.ignoreColumns} if delivery is not None else set()
+    out = []
+    for i, raw in enumerate(header):
+        key = normalised(raw)
+        out.append(names.get(key) or (f"{IGNORED}{i}" if key in ignored else raw))
+    return out
+
+
+def read_header(path: Path, table: TableSpec | None = None, layout: bool = False) -> list[str]:
+    """The first line's cells: comma-separated UTF-8, or (``layout``: a file named by one of the
+    table's supplier patterns) in its delivery layout's encoding and delimiter. Only that line is
+    decoded: a bad byte further down is the row reader's to find (and name by row)."""
+    from pipeline.errors import DeliveryError
+
+    delivery = table.delivery if table is not None and layout else None
+    encoding = delivery.encoding if delivery is not None else "utf-8"
+    delimiter = delivery.delimiter if delivery is not None else ","
+    with open(path, "rb") as fh:
+        first = fh.readline()
+    if not first.strip():
+        return []
+    try:
+        text = first.decode("utf-8-sig" if encoding in {"utf-8", "utf-8-sig"} else encoding)
+        return next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter))
+    except UnicodeDecodeError:
+        from pipeline.ingest.gate import undecodable
+
+        raise DeliveryError(f"{path.name}: {undecodable(path) or 'the header is not valid UTF-8'}") from None
+    except (StopIteration, csv.Error):
+        raise DeliveryError(f"{path.name}: the first line is not a CSV header") from None
+
+
+def read_batches(path: Path, columns: list[str], batch_bytes: int,
+                 table: TableSpec | None = None, layout: bool = False) -> Iterator[pa.RecordBatch]:
+    """Stream a delivery as Arrow batches of bounded size, every column as text, under the
+    contract's column names (``table`` maps a supplier's header, delimiter and encoding).
 
     pyarrow's reader is strict: a row with too many or too few fields raises ``ArrowInvalid``
     (whose message quotes the row, so callers must never pass it on). Blanks and NULL are null.
     """
+    read = pacsv.ReadOptions(block_size=batch_bytes)
+    parse = pacsv.ParseOptions()
+    if table is not None:
+        header = read_header(path, table, layout)
+        names = canonical_header(header, table)
+        delivery = table.delivery if layout else None
+        if names != header or delivery is not None:
+            encoding = delivery.encoding if delivery is not None else "utf8"
+            read = pacsv.ReadOptions(block_size=batch_bytes, column_names=names, skip_rows=1,
+                                     encoding="utf8" if encoding in {"utf-8", "utf-8-sig"} else encoding)
+            parse = pacsv.ParseOptions(delimiter=delivery.delimiter if delivery is not None else ",")
     reader = pacsv.open_csv(
         path,
-        read_options=pacsv.ReadOptions(block_size=batch_bytes),
+        read_options=read,
+        parse_options=parse,
         convert_options=pacsv.ConvertOptions(
             column_types={name: pa.string() for name in columns},
             include_columns=columns,
