@@ -8,6 +8,7 @@ import json
 
 from tests.cli import SYNTHETIC, run_cli
 from tests.conftest import ECDS_ROW, copy_root
+from tests.integration.test_fail_closed import SPELLS, keep_only
 
 FEEDS = ["postcode_lookup", "ndoo", "type1_optout", "sus_apc"]
 NOISE = ("Traceback", "Error flushing", "CancelledError", "Task run failed", "Finished in state Failed")
@@ -23,6 +24,7 @@ def _run_logs(root):
 
 def test_an_undecodable_delivery_is_quarantined_the_run_goes_on_and_the_console_stays_clean(population_root, tmp_path):
     root = copy_root(population_root, tmp_path / "data", without=("synthetic-truth",))
+    keep_only(root / "landing", "sus_apc", SPELLS)
     path = root / "landing" / "sus_apc" / "sus_apc_spells_2024-01_v1.csv"
     lines = path.read_bytes().split(b"\n")
     lines[4] = lines[4].replace(b",", b",Caf\xe9 ", 1)

@@ -26,6 +26,16 @@ def ingest(settings, feeds):
     return Ingestor(settings, open_keystore(settings, create_demo=True)).ingest_all(feeds)
 
 
+def keep_only(landing, feed: str, names: tuple[str, ...]) -> None:
+    """Leave only these deliveries of a feed in landing (the property does not need the rest)."""
+    for path in (landing / feed).glob("*.csv"):
+        if path.name not in names:
+            path.unlink()
+
+
+SPELLS = ("sus_apc_spells_2024-01_v1.csv", "sus_apc_spells_2024-02_v1.csv", "sus_apc_spells_2024-03_v1.csv")
+
+
 def _date_the_ndoo_list(settings, day: dt.date) -> None:
     """Make the landing NDOO list one dated ``day`` (as if it were delivered then)."""
     folder = settings.landing / "ndoo"
@@ -50,6 +60,7 @@ def test_an_ig_override_lets_a_stale_list_through_audited_and_shown(population_c
     from pipeline.report.evidence import collect_evidence
 
     _date_the_ndoo_list(population_copy, EXTRACT_DATE)
+    keep_only(population_copy.landing, "sus_apc", SPELLS)
     ingest(population_copy, LISTS)
     reason = "IG lead J. Bloggs: list refresh delayed by supplier, ticket IG-42"
     settings = population_copy.model_copy(update={"stale_opt_out_override": reason})
@@ -79,6 +90,7 @@ def test_the_as_of_is_recorded_in_the_audit_log_manifests_and_receipts(populatio
 
 def test_the_same_content_under_a_new_name_is_quarantined_naming_the_earlier_delivery(population_copy):
     """Item 4: the same file under a new period name was staged and loaded twice."""
+    keep_only(population_copy.landing, "sus_apc", SPELLS)
     ingest(population_copy, LISTS + ["sus_apc"])
     original = population_copy.landing / "sus_apc" / "sus_apc_spells_2024-01_v1.csv"
     copy = original.with_name("sus_apc_spells_2022-01_v1.csv")
@@ -106,6 +118,7 @@ def test_a_repeated_primary_key_is_quarantined_with_the_column_and_the_count(set
 
 def test_an_undecodable_byte_quarantines_that_delivery_and_the_run_goes_on(population_copy):
     """Item 6: one latin-1 byte on row 4 aborted the whole run and quarantined nothing."""
+    keep_only(population_copy.landing, "sus_apc", SPELLS)
     path = population_copy.landing / "sus_apc" / "sus_apc_spells_2024-01_v1.csv"
     lines = path.read_bytes().split(b"\n")
     lines[4] = lines[4].replace(b",", b",Caf\xe9 ", 1)  # row 4, a byte latin-1 has and UTF-8 refuses
