@@ -26,7 +26,7 @@ import pyarrow.csv as pacsv
 from pipeline.contracts.model import QualityRule, TableSpec
 from pipeline.ingest._gx import ExpectationCount
 
-__all__ = ["NULL_VALUES", "KeyCounter", "RuleCounter", "canonical_header", "normalised", "read_batches", "read_header"]
+__all__ = ["NULL_VALUES", "KeyCounter", "RuleCounter", "canonical_header", "normalised", "read_batches", "read_header", "undecodable"]
 
 #: Text that means "no value" in a delivery.
 NULL_VALUES = ["", "NULL", "null"]
@@ -59,6 +59,50 @@ def canonical_header(header: list[str], table: TableSpec | None) -> list[str]:
     return out
 
 
+def undecodable(path: Path) -> str | None:
+    """The gate's message if ``path`` is not UTF-8: the row (1 = the first row after the header),
+    the byte's position in it and the encoding the file looks like; None if it decodes."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    newlines = 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(4 * 1024 * 1024), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                data, at = exc.object, exc.start  # what was decoded (any carried-over bytes + chunk)
+                before = data[:at]
+                row = newlines + before.count(b"\n")
+                column = at - (before.rfind(b"\n") + 1) + 1
+                guess = _guess_encoding(path)
+                where = "the header" if row == 0 else f"row {row:,}"
+                return (f"encoding: {where} is not valid UTF-8 (byte 0x{data[at]:02X} at byte {column:,} of "
+                        f"the line); the file looks like {guess}. Ask the supplier for a UTF-8 extract, or "
+                        "re-save it as UTF-8 and deliver it as a new version")
+            newlines += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return ("encoding: the file ends inside a multi-byte character (not valid UTF-8); ask the supplier "
+                    "for a complete UTF-8 extract")
+    return None
+
+
+def _guess_encoding(path: Path) -> str:
+    """The encoding a non-UTF-8 text file most likely is (by what decodes and what it holds)."""
+    data = path.read_bytes()[:16 * 1024 * 1024]
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16 (it starts with a UTF-16 byte-order mark)"
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        return "latin-1 (ISO-8859-1) or another single-byte encoding"
+    if any(ch in text for ch in "\u20ac\u2018\u2019\u201c\u201d\u2013\u2014"):
+        return "Windows-1252 (latin-1 with curly quotes and dashes)"
+    return "latin-1 (ISO-8859-1 / Windows-1252)"
+
+
 def read_header(path: Path, table: TableSpec | None = None, layout: bool = False) -> list[str]:
     """The first line's cells: comma-separated UTF-8, or (``layout``: a file named by one of the
     table's supplier patterns) in its delivery layout's encoding and delimiter. Only that line is
@@ -76,8 +120,6 @@ def read_header(path: Path, table: TableSpec | None = None, layout: bool = False
         text = first.decode("utf-8-sig" if encoding in {"utf-8", "utf-8-sig"} else encoding)
         return next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter))
     except UnicodeDecodeError:
-        from pipeline.ingest.gate import undecodable
-
         raise DeliveryError(f"{path.name}: {undecodable(path) or 'the header is not valid UTF-8'}") from None
     except (StopIteration, csv.Error):
         raise DeliveryError(f"{path.name}: the first line is not a CSV header") from None
