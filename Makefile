@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser demo test test-unit test-spec test-integration test-flows test-acceptance lint bench lock clean
+.PHONY: install tools browser demo test test-unit test-spec test-integration test-flows test-acceptance lint bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -31,6 +31,20 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)  ## create .venv from requirements.lock and install safehaven
 
+# Outside tools the tests run against our files, each in its own environment from its own lock (their
+# pins would fight the project's): datacontract-cli lints every contract as an outside ODCS user would.
+TOOLS_VENV  := .venv-datacontract
+TOOLS_LOCK  := tools/datacontract/requirements.lock
+TOOLS_STAMP := $(TOOLS_VENV)/.installed-$(shell cat $(TOOLS_LOCK) | cksum | cut -d' ' -f1)
+
+$(TOOLS_STAMP): $(TOOLS_LOCK) $(STAMP)
+	rm -rf $(TOOLS_VENV)
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(BIN)/uv pip sync --quiet --native-tls --require-hashes --compile-bytecode --python $(TOOLS_VENV)/bin/python $(TOOLS_LOCK)
+	touch $@
+
+tools: $(TOOLS_STAMP)  ## .venv-datacontract: datacontract-cli from its own lock, for the contract lint test
+
 demo: install  ## synthetic population -> ingest -> link -> stratify -> publish -> a first query -> retention plan -> evidence pack and notice, under ./data (or SAFEHAVEN_DATA_ROOT)
 	$(BIN)/safehaven demo
 
@@ -41,7 +55,7 @@ browser:  ## headless Chromium for the report page tests (Debian package; needs 
 TESTS        := tests/unit tests/spec tests/integration tests/flows tests/acceptance
 TEST_WORKERS ?= 2
 
-test: lint browser  ## everything CI runs: every test kind in one session (shared fixtures), on two workers
+test: lint browser tools  ## everything CI runs: every test kind in one session (shared fixtures), on two workers
 	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup $(TESTS) -q --durations=30
 
 test-unit: install  ## fast, no files beyond tmp
@@ -50,7 +64,7 @@ test-unit: install  ## fast, no files beyond tmp
 test-spec: install  ## small tables in, decision out
 	$(PYTEST) tests/spec -q
 
-test-integration: install browser  ## real files, GX project, CLI, report pages in headless Chromium
+test-integration: install browser tools  ## real files, GX project, CLI, report pages in headless Chromium
 	$(PYTEST) tests/integration -q
 
 test-flows: install  ## the Prefect flows, run as `safehaven` runs them (ephemeral server)
@@ -78,9 +92,12 @@ lock: $(UV)  ## re-resolve requirements.lock from pyproject.toml as of LOCK_CUTO
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	  --generate-hashes --exclude-newer $(LOCK_CUTOFF) --upgrade --custom-compile-command "make lock" \
 	  --quiet -o $(LOCK_OUT)
+	$(UV) pip compile tools/datacontract/requirements.in --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --generate-hashes --exclude-newer $(LOCK_CUTOFF) --upgrade --custom-compile-command "make lock" \
+	  --quiet -o $(TOOLS_LOCK)
 
 $(LOCK_VENV)/bin/uv:
 	$(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS_VENV) .pytest_cache .ruff_cache

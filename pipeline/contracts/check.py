@@ -426,12 +426,19 @@ class _Checker:
                     qw, f"only library rules with metric {sorted(SUPPORTED_METRICS)} can be enforced at the gate"
                 )
                 continue
-            ops = {k: rule[k] for k in ("mustBe", "mustBeLessOrEqualTo", "mustBeLessThan") if k in rule}
+            ops = {k: rule[k] for k in ("mustBe", "mustBeLessOrEqualTo", "mustBeLessThan", "mustBeBetween")
+                   if k in rule}
             others = [k for k in rule if k.startswith("must") and k not in ops]
             if len(ops) != 1 or others:
-                self.report(qw, "needs exactly one of mustBe: 0, mustBeLessOrEqualTo or mustBeLessThan")
+                self.report(qw, "needs exactly one of mustBe: 0, mustBeLessOrEqualTo, mustBeLessThan or "
+                                "mustBeBetween: [0, N]")
                 continue
             (op, value), = ops.items()
+            if op == "mustBeBetween":  # a failing count or share between 0 and N is "at most N"
+                if not (isinstance(value, list) and len(value) == 2 and value[0] == 0):
+                    self.report(f"{qw}.mustBeBetween", "a failing count or share is bounded as [0, N]")
+                    continue
+                op, value = "mustBeLessOrEqualTo", value[1]
             if not isinstance(value, int | float) or value < 0 or (op == "mustBe" and value != 0):
                 self.report(f"{qw}.{op}", "must be a non-negative number (mustBe only 0)")
                 continue
@@ -471,20 +478,25 @@ class _Checker:
                         self.report(f"{qw}.arguments.pattern", f"bad pattern ({exc})")
                         continue
                     spec["pattern"] = args["pattern"]
+                    if col.logical_type == "date":  # the shape other tools run; the gate names the formats
+                        spec["formats"] = col.formats
+                        if args["pattern"] != date_regex(col.formats):
+                            self.report(f"{qw}.arguments.pattern",
+                                        f"column '{col.name}': a date rule's pattern must be the shape of the "
+                                        f"column's acceptedFormats {list(col.formats)}: '{date_regex(col.formats)}'")
                 elif "formats" in args:
-                    spec["formats"] = tuple(args["formats"])
-                    spec["pattern"] = date_regex(spec["formats"])
+                    self.report(f"{qw}.arguments.formats",
+                                f"column '{col.name}': 'formats' is not an ODCS library argument, so no other tool "
+                                "can run the rule; list the formats in the column's acceptedFormats property and "
+                                f"write arguments.pattern: '{date_regex(tuple(args['formats']))}'")
+                    continue
                 elif "minimum" in args or "maximum" in args:
-                    if col.logical_type not in {"integer", "number"}:
-                        self.report(qw, f"column '{col.name}': a range needs a numeric column")
-                        continue
-                    spec["minimum"] = args.get("minimum")
-                    spec["maximum"] = args.get("maximum")
+                    self.report(f"{qw}.arguments",
+                                f"column '{col.name}': a range is the column's logicalTypeOptions minimum/maximum "
+                                "(ODCS), which the gate enforces with no rows outside; remove this rule")
+                    continue
                 else:
-                    self.report(
-                        f"{qw}.arguments",
-                        "invalidValues needs validValues, pattern, formats, or minimum/maximum",
-                    )
+                    self.report(f"{qw}.arguments", "invalidValues needs validValues or pattern")
                     continue
             rules.append(QualityRule(**spec))
         return rules
@@ -546,6 +558,16 @@ def _implicit_rules(col: ColumnSpec, explicit: list[QualityRule]) -> list[Qualit
                 description=f"{col.name} must be a valid {col.logical_type}.",
             )
         )
+        if col.minimum is not None or col.maximum is not None:
+            low = "" if col.minimum is None else f"from {col.minimum:g} "
+            high = "" if col.maximum is None else f"to {col.maximum:g}"
+            out.append(
+                QualityRule(
+                    name=f"{col.name}_range", column=col.name, metric="invalidValues", threshold=0, unit="rows",
+                    blocking=True, minimum=col.minimum, maximum=col.maximum,
+                    description=f"{col.name} must lie {low}{high} (logicalTypeOptions).".replace("  ", " "),
+                )
+            )
     return out
 
 

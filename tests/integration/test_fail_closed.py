@@ -134,7 +134,7 @@ def test_an_undecodable_byte_quarantines_that_delivery_and_the_run_goes_on(popul
 
 
 def test_an_edited_contract_must_change_its_version_and_manifests_hold_its_hash(population_copy, tmp_path):
-    """Item 7: an edited contract kept 'ecds@1.0.0'; nothing recorded which rules were applied."""
+    """Item 7: an edited contract kept 'ecds@1.1.0'; nothing recorded which rules were applied."""
     import hashlib
 
     contracts = tmp_path / "contracts"
@@ -154,9 +154,9 @@ def test_an_edited_contract_must_change_its_version_and_manifests_hold_its_hash(
     with pytest.raises(ContractError) as exc:
         ingest(settings, ["ecds"])
     message = str(exc.value)
-    assert "ecds.odcs.yaml" in message and "1.0.0" in message and "bump" in message.lower()
+    assert "ecds.odcs.yaml" in message and "1.1.0" in message and "bump" in message.lower()
     assert extra.exists() and not list((settings.staging / "ecds").rglob("*2022-01*"))
-    doc["version"] = "1.0.1"
+    doc["version"] = "1.1.1"
     (contracts / "ecds.odcs.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     assert {r.status for r in ingest(settings, ["ecds"])} <= {"staged", "skipped", "quarantined"}
 

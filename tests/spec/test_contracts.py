@@ -127,6 +127,17 @@ def test_missing_contract_stops_everything(tmp_path):
         ("ecds", lambda d: d.update(apiVersion="v2.2.0"), "apiVersion", "v3.2.0"),
         ("ecds", lambda d: d["schema"][0]["customProperties"].clear(),
          "customProperties[property=activityDate]", "activity date"),
+        # the argument forms only this project ran (issue 18): each names the standard form to write
+        ("ecds", lambda d: _prop(d, "arrival_date")["quality"][0].update(arguments={"formats": ["%Y-%m-%d"]}),
+         "quality[0].arguments.formats", "arguments.pattern"),
+        ("sus_apc", lambda d: _prop(d, "spell_cost").update(quality=[{
+            "name": "spell_cost_range", "type": "library", "metric": "invalidValues",
+            "arguments": {"minimum": 0, "maximum": 10}, "mustBe": 0, "unit": "rows"}]),
+         "quality[0].arguments", "logicalTypeOptions minimum/maximum"),
+        ("ecds", lambda d: _prop(d, "arrival_date")["quality"][0]["arguments"].update(pattern="^[0-9]+$"),
+         "quality[0].arguments.pattern", "acceptedFormats"),
+        ("ecds", lambda d: _prop(d, "nhs_number")["quality"][0].pop("mustBeLessOrEqualTo")
+         and _prop(d, "nhs_number")["quality"][0].update(mustBeBetween=[1, 5]), "mustBeBetween", "[0, N]"),
     ],
 )
 def test_inconsistent_contracts_are_reported_with_file_and_field(editable, feed, change, field, words):
@@ -145,3 +156,23 @@ def test_broken_yaml_names_the_line(tmp_path):
     path.write_text("apiVersion: v3.2.0\nkind: [unclosed\n")
     result = check_contract(path, AS_OF)
     assert not result.ok and result.problems[0].field.startswith("line")
+
+
+def test_ranges_come_from_logical_type_options_and_between_bounds_a_share(editable):
+    """Issue 18: the standard ODCS forms carry the same rules the old argument forms did."""
+    spells = require_contract(CONTRACTS, "sus_apc", AS_OF).table("sus_apc_spells")
+    cost = next(r for r in spells.rules if r.name == "spell_cost_range")
+    assert (cost.minimum, cost.maximum, cost.blocking, cost.threshold) == (0, 500000, True, 0)
+    arrival = next(r for r in require_contract(CONTRACTS, "ecds", AS_OF).table("ecds_attendances").rules
+                   if r.name == "arrival_date_format")
+    assert arrival.formats == ("%Y-%m-%d",) and arrival.pattern
+
+    def between(doc):
+        rule = _prop(doc, "nhs_number")["quality"][0]
+        rule.pop("mustBeLessOrEqualTo")
+        rule["mustBeBetween"] = [0, 5]
+
+    result = check_contract(editable("ecds", between), AS_OF)
+    assert result.ok, [str(p) for p in result.problems]
+    rule = next(r for r in result.contract.table("ecds_attendances").rules if r.name == "nhs_number_format")
+    assert (rule.threshold, rule.unit) == (5, "percent")
