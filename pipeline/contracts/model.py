@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipeline.contracts._ig import DeliveryFormat, FeedIG, FirewallAction, Role
 
-__all__ = ["ColumnSpec", "FeedContract", "QualityRule", "TableSpec", "date_regex"]
+__all__ = ["ColumnSpec", "FeedContract", "QualityRule", "TableSpec", "date_regex", "readable_format"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,35 @@ class QualityRule:
     formats: tuple[str, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
+
+    def accepts(self) -> str:
+        """What the rule accepts, in words a supplier can act on (never a delivered value)."""
+        if self.metric == "nullValues":
+            return "a value in every row" if self.threshold == 0 else "blanks in a few rows only"
+        if self.valid_values is not None:
+            return "one of " + ", ".join(f"'{v}'" for v in self.valid_values)
+        if self.formats:
+            return "dates as " + " or ".join(f"{readable_format(f)} ({f})" for f in self.formats)
+        if self.minimum is not None or self.maximum is not None:
+            low = "any number" if self.minimum is None else f"numbers from {self.minimum:,g}"
+            return low + ("" if self.maximum is None else f" to {self.maximum:,g}")
+        return f"values matching {self.pattern}"
+
+    def fix(self) -> str:
+        """How to put a failure right: the supplier's side first, then the contract's."""
+        if self.metric == "nullValues":
+            return ("ask the supplier to fill the column; if it may legitimately be blank, the contract can make "
+                    "it optional (required: false) in a new version")
+        if self.valid_values is not None:
+            return ("ask the supplier to send these codes; if theirs is a genuine code, add it with its meaning "
+                    "to the column's enum in a new contract version")
+        if self.formats:
+            return ("ask the supplier for one of these formats; if theirs is a genuine date format, add it to the "
+                    "table's delivery.dateFormats (or the column's acceptedFormats) in a new contract version")
+        if self.minimum is not None or self.maximum is not None:
+            return ("ask the supplier to correct the values; if the range is wrong, change the column's "
+                    "logicalTypeOptions minimum/maximum in a new contract version")
+        return "ask the supplier for a corrected extract, or change the rule's pattern in a new contract version"
 
     def passes(self, failing: int, considered: int) -> bool:
         if self.unit == "percent":
@@ -126,3 +155,11 @@ def date_regex(formats: tuple[str, ...] | list[str]) -> str:
                 i += 1
         alternatives.append("".join(out))
     return r"^\s*(?:" + "|".join(alternatives) + r")\s*$"
+
+
+_READABLE = {"%Y": "YYYY", "%m": "MM", "%d": "DD", "%H": "hh", "%M": "mm", "%S": "ss", "%b": "Mon", "%y": "YY"}
+
+
+def readable_format(fmt: str) -> str:
+    """A strptime format as people write it: ``%d/%m/%Y`` -> ``DD/MM/YYYY``."""
+    return re.sub(r"%[A-Za-z]", lambda m: _READABLE.get(m.group(0), m.group(0)), fmt)

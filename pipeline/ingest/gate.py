@@ -100,6 +100,35 @@ def looks_headerless(header: list[str], table) -> bool:
     return data_like * 2 >= len(header)
 
 
+_DELIMITER_NAMES = {",": "',' (comma)", ";": "';' (semicolon)", "\t": "a tab", "|": "'|' (pipe)"}
+
+
+def _delimiter_mismatch(header: list[str], table: TableSpec, expected: str) -> str | None:
+    """The gate's message when the header, read with the ``expected`` delimiter, only makes sense
+    split on another: it names both delimiters and how many contract columns the other one finds
+    (never a cell)."""
+    declared = set(table.column_names)
+    if len(set(header) & declared) * 2 > len(declared):
+        return None
+    best = None
+    for delimiter in _DELIMITER_NAMES:
+        if delimiter == expected:
+            continue
+        parts = [p for cell in header for p in cell.split(delimiter)]
+        found = len(set(canonical_header(parts, table)) & declared)
+        if found >= 2 and found > len(set(header) & declared) and (best is None or found > best[1]):
+            best = (delimiter, found)
+    if best is None:
+        return None
+    delimiter, found = best
+    return (f"delimiter: the file is separated by {_DELIMITER_NAMES[delimiter]}, but contract table '{table.name}' "
+            f"expects {_DELIMITER_NAMES[expected]} (split on {_DELIMITER_NAMES[delimiter]} the header names {found} of "
+            f"its {len(declared)} columns). Fix: ask the supplier for a {_DELIMITER_NAMES[expected]}-separated extract, or "
+            f"declare the supplier's layout in the contract: the table's delivery property with delimiter "
+            f"{_DELIMITER_NAMES[delimiter].split(' ')[0]} and a filenames pattern matching names like this one "
+            "(a new contract version)")
+
+
 @dataclass(frozen=True)
 class RuleOutcome:
     rule: str
@@ -111,6 +140,14 @@ class RuleOutcome:
     unit: str
     passed: bool
     description: str
+    accepts: str = ""
+    fix: str = ""
+
+    @classmethod
+    def of(cls, rule, considered: int, failing: int, passed: bool) -> RuleOutcome:
+        return cls(rule=rule.name, column=rule.column, blocking=rule.blocking, considered=considered,
+                   failing=failing, threshold=rule.threshold, unit=rule.unit, passed=passed,
+                   description=rule.description, accepts=rule.accepts(), fix=rule.fix())
 
     def describe(self) -> str:
         share = 100.0 * self.failing / self.considered if self.considered else 0.0
@@ -118,6 +155,7 @@ class RuleOutcome:
         return (
             f"column '{self.column}', rule '{self.rule}': {self.failing:,} of {self.considered:,} "
             f"values fail ({share:.2f}%; allowed {limit}). {self.description}"
+            + (f" Accepted: {self.accepts}." if self.accepts else "") + (f" Fix: {self.fix}." if self.fix else "")
         )
 
 
@@ -293,7 +331,8 @@ class ValidationGate:
         except DeliveryError as exc:  # a header that cannot be decoded: quarantined, named, never shown
             result.reasons.append(str(exc).removeprefix(f"{path.name}: "))
             return self._finish(result, delivery, started, digest), None, None, []
-        columns = self._check_header(header, table, result)
+        read_with = table.delivery.delimiter if delivery.layout and table.delivery is not None else ","
+        columns = self._check_header(header, table, result, read_with)
         if result.reasons:
             return self._finish(result, delivery, started, digest), None, None, []
         return result, delivery, table, columns
@@ -311,12 +350,15 @@ class ValidationGate:
                               run_name=f"{delivery.slug}__all")
         return self._finish(result, delivery, started, digest)
 
-    def _check_header(self, header: list[str], table: TableSpec, result: GateResult) -> list[str]:
+    def _check_header(self, header: list[str], table: TableSpec, result: GateResult, delimiter: str = ",") -> list[str]:
         declared = set(table.column_names)
         header = [h for h in header if not h.startswith(IGNORED)]  # columns the delivery layout ignores
         shown = {name: _printable_column(name, i + 1) for i, name in enumerate(header)}
         if not header:
             result.reasons.append("the file is empty (no header row)")
+            return []
+        if (mismatch := _delimiter_mismatch(header, table, delimiter)) is not None:
+            result.reasons.append(mismatch)
             return []
         if looks_headerless(header, table):
             result.reasons.append(
@@ -387,11 +429,7 @@ class ValidationGate:
             elements, missing, unexpected = totals[rule.name]
             considered = elements if rule.metric == "nullValues" else elements - missing
             passed = rule.passes(unexpected, considered)
-            outcome = RuleOutcome(
-                rule=rule.name, column=rule.column, blocking=rule.blocking, considered=considered,
-                failing=unexpected, threshold=rule.threshold, unit=rule.unit, passed=passed,
-                description=rule.description,
-            )
+            outcome = RuleOutcome.of(rule, considered, unexpected, passed)
             result.outcomes.append(outcome)
             if not passed:
                 (result.reasons if rule.blocking else result.warnings).append(outcome.describe())

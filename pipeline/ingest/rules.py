@@ -75,11 +75,14 @@ def undecodable(path: Path) -> str | None:
                 before = data[:at]
                 row = newlines + before.count(b"\n")
                 column = at - (before.rfind(b"\n") + 1) + 1
-                guess = _guess_encoding(path)
+                guess, name = _guess_encoding(path)
                 where = "the header" if row == 0 else f"row {row:,}"
+                declare = (f", or, if the supplier always sends {name}, declare it in the contract: the table's "
+                           f"delivery property with encoding: {name} and a filenames pattern for the supplier's "
+                           "names (a new contract version)") if name else ""
                 return (f"encoding: {where} is not valid UTF-8 (byte 0x{data[at]:02X} at byte {column:,} of "
-                        f"the line); the file looks like {guess}. Ask the supplier for a UTF-8 extract, or "
-                        "re-save it as UTF-8 and deliver it as a new version")
+                        f"the line); the file looks like {guess}. Fix: ask the supplier for a UTF-8 extract, or "
+                        f"re-save it as UTF-8 and deliver it as a new version{declare}")
             newlines += chunk.count(b"\n")
         try:
             decoder.decode(b"", final=True)
@@ -89,18 +92,19 @@ def undecodable(path: Path) -> str | None:
     return None
 
 
-def _guess_encoding(path: Path) -> str:
-    """The encoding a non-UTF-8 text file most likely is (by what decodes and what it holds)."""
+def _guess_encoding(path: Path) -> tuple[str, str | None]:
+    """The encoding a non-UTF-8 text file most likely is (by what decodes and what it holds), in
+    words and as the name a delivery layout declares (None: not one the gate reads)."""
     data = path.read_bytes()[:16 * 1024 * 1024]
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "UTF-16 (it starts with a UTF-16 byte-order mark)"
+        return "UTF-16 (it starts with a UTF-16 byte-order mark)", None
     try:
         text = data.decode("cp1252")
     except UnicodeDecodeError:
-        return "latin-1 (ISO-8859-1) or another single-byte encoding"
+        return "latin-1 (ISO-8859-1) or another single-byte encoding", "latin-1"
     if any(ch in text for ch in "\u20ac\u2018\u2019\u201c\u201d\u2013\u2014"):
-        return "Windows-1252 (latin-1 with curly quotes and dashes)"
-    return "latin-1 (ISO-8859-1 / Windows-1252)"
+        return "Windows-1252 (latin-1 with curly quotes and dashes)", "cp1252"
+    return "latin-1 (ISO-8859-1 / Windows-1252)", "cp1252"
 
 
 def read_header(path: Path, table: TableSpec | None = None, layout: bool = False) -> list[str]:

@@ -164,3 +164,55 @@ def test_a_misnamed_file_is_quarantined_and_does_not_block_the_others(settings, 
     bad = results["A&E extract June.csv"]
     assert not bad.passed and "cannot identify delivery" in bad.reasons[0]
     assert not odd.exists() and bad.quarantined_to
+
+
+# --- issue 18: every message names the file, column, rule, the accepted forms and the fix -------------
+def _reasons(settings, path) -> str:
+    result = ValidationGate(settings).validate(path, "ecds")
+    assert not result.passed
+    return "\n".join(result.reasons)
+
+
+def test_a_date_failure_lists_the_accepted_formats_and_the_fix(settings, make_delivery):
+    path = make_delivery("ecds", NAME, rows(arrival_date="01/06/2025"))
+    text = _reasons(settings, path)
+    assert "column 'arrival_date', rule 'arrival_date_format'" in text
+    assert "Accepted: dates as YYYY-MM-DD (%Y-%m-%d)" in text
+    assert "dateFormats" in text and "01/06/2025" not in text  # the fix, never the value
+
+
+def test_a_code_failure_lists_the_codes_and_a_blank_required_column_says_so(settings, make_delivery):
+    text = _reasons(settings, make_delivery("ecds", NAME, rows(department_type="7")))
+    assert "Accepted: one of '01', '02', '03', '04'" in text and "enum" in text
+    required = _reasons(settings, make_delivery("ecds", NAME, rows(arrival_date="")))
+    assert "Accepted: a value in every row" in required
+
+
+def test_a_range_failure_states_its_bounds():
+    from pipeline.contracts import require_contract
+    from pipeline.ingest.gate import RuleOutcome
+    from tests.conftest import CONTRACTS
+
+    rule = next(r for r in require_contract(CONTRACTS, "sus_apc").table("sus_apc_spells").rules
+                if r.name == "spell_cost_range")
+    text = RuleOutcome.of(rule, considered=10, failing=1, passed=False).describe()
+    assert "Accepted: numbers from 0 to 500,000" in text and "logicalTypeOptions" in text
+
+
+def test_a_semicolon_file_is_named_as_a_delimiter_mismatch(settings, make_delivery):
+    path = settings.landing / "ecds" / NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(";".join(ECDS_ROW) + "\n" + ";".join(ECDS_ROW.values()) + "\n")
+    text = _reasons(settings, path)
+    assert "delimiter" in text and "';'" in text and "looks like data" not in text
+    assert "delivery" in text  # the fix: declare the delimiter in the table's delivery layout
+
+
+def test_a_windows_1252_file_is_named_as_an_encoding_mismatch_with_the_fix(settings, make_delivery):
+    path = settings.landing / "ecds" / NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    row = dict(ECDS_ROW, triage_notes="Caf\u00e9 \u2013 fell")
+    path.write_bytes((",".join(ECDS_ROW) + "\n" + ",".join(row.values()) + "\n").encode("cp1252"))
+    text = _reasons(settings, path)
+    assert "encoding" in text and "Windows-1252" in text
+    assert "encoding: cp1252" in text and "Caf" not in text
