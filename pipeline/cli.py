@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -127,10 +128,92 @@ def contracts_check(data_root: DataRoot = None, contracts_dir: ContractsDir = No
     console.print(table)
     for r in results:
         for p in r.problems:
-            err_console.print(f"[red]✗[/] {p}")
+            err_console.print(f"[red]✗[/] {escape(str(p))}")
     if bad:
         raise UserError(f"{bad} of {len(results)} contract(s) have problems; fix them before any flow runs")
     console.print(f"[green]All {len(results)} contracts pass.[/]")
+
+
+@contracts_app.command("draft")
+def contracts_draft(
+    samples: Annotated[list[Path], typer.Argument(help="Sample extracts (CSV): one or more per table of the feed.",
+                                                  exists=True, dir_okay=False)],
+    feed: Annotated[str, typer.Option("--feed", help="The feed's name (the contract's file name).")],
+    table: Annotated[list[str] | None, typer.Option("--table", help="Each sample's table name, in order "
+                                                    "(default: from the file name).")] = None,
+    kind: Annotated[str, typer.Option("--kind", help="activity, opt-out-list or reference.")] = "activity",
+    ig_from: Annotated[str | None, typer.Option("--ig-from", help="A feed (or contract file) whose legal basis, "
+                                                "controllers, purposes and retention apply to this one.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Where to write (default: the contracts folder).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+    data_root: DataRoot = None, contracts_dir: ContractsDir = None, as_of: AsOf = None,
+) -> None:
+    """Draft a contract from sample extracts: types, formats, delimiter, encoding, a role and firewall
+    action for every column (never showing a value). Written as a draft: no flow uses it until an IG
+    lead approves it."""
+    import hashlib
+
+    from pipeline.contracts import check_contract
+    from pipeline.contracts._ig import FeedKind
+    from pipeline.contracts.check import contract_path
+    from pipeline.contracts.draft import draft_contract, write_draft
+
+    settings = _settings(data_root, contracts_dir, as_of)
+    try:
+        feed_kind = FeedKind(kind)
+    except ValueError:
+        raise UserError(f"--kind must be one of {[k.value for k in FeedKind]}") from None
+    tables = list(table or [])
+    if tables and len(tables) != len(samples):
+        raise UserError(f"give one --table per sample ({len(samples)} samples, {len(tables)} --table)")
+    template = None
+    if ig_from:
+        template = Path(ig_from) if ig_from.endswith(".yaml") else contract_path(settings.contracts_dir, ig_from)
+        if not template.exists():
+            raise UserError(f"--ig-from: no contract at {template}")
+    target = out or contract_path(settings.contracts_dir, feed)
+    from pipeline.contracts.draft import table_name
+
+    by_table: dict[str, list[Path]] = {}  # several samples of one table are read together
+    for i, sample in enumerate(samples):
+        by_table.setdefault(tables[i] if tables else table_name(sample.name, feed), []).append(sample)
+    drafts = []
+    with _progress() as progress:
+        task = progress.add_task("reading samples", total=len(by_table))
+        for name, files in by_table.items():
+            try:
+                drafts.append(draft_contract(files, feed, name, feed_kind))
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+            progress.advance(task)
+    try:
+        path = write_draft(drafts, target, feed_kind, template, force)
+    except FileExistsError as exc:
+        raise UserError(str(exc)) from None
+    for d in drafts:
+        shown = Table(title=f"{d.table}: {d.rows:,} rows, {d.encoding}, delimiter {d.delimiter!r}")
+        for col in ("column", "proposed name", "type", "role", "firewall", "filled"):
+            shown.add_column(col, no_wrap=True)
+        shown.add_column("why", ratio=1)
+        for c in d.columns:
+            shown.add_row(str(c.position + 1) if not _printable_header(c.header) else c.header,
+                          "(ignored)" if c.ignore else c.name, c.logical_type, c.role.value, c.action.value,
+                          f"{c.filled:.0%}", c.why)
+        console.print(shown)
+    settings.audit().append("contract.drafted", {
+        "feed": feed, "file": path.name, "kind": feed_kind.value,
+        "samples": [{"file": d.sample, "sha256": d.sample_sha256, "rows": d.rows, "table": d.table} for d in drafts],
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+    problems = check_contract(path, settings.today()).problems
+    console.print(f"Wrote the draft {path}. It is refused until approved ({len(problems)} item(s) for the IG lead):")
+    for p in problems:
+        console.print(f"  - {escape(p.field)}: {escape(p.message)}")
+
+
+def _printable_header(header: str) -> bool:
+    from pipeline.ingest.gate import _printable_column
+
+    return _printable_column(header, 0) == header
 
 
 # synth ----------------------------------------------------------------------------------
@@ -140,12 +223,19 @@ def synth(
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 20140601,
     data_root: DataRoot = None, as_of: AsOf = None,
     contracts_dir: ContractsDir = None,
+    supplier_style: Annotated[str, typer.Option("--supplier-style", help="native, or a supplier's layout: upper "
+                                                "(NHS_NO, pipes, dd/mm/yyyy, trailing column) or spreadsheet (Title "
+                                                "Case headers, semicolons, Windows-1252).")] = "native",
 ) -> None:
     """Generate a synthetic linked population and write every feed's deliveries to landing/."""
-    _synth(_settings(data_root, contracts_dir, as_of), population, seed)
+    from pipeline.synth.supplier import STYLES
+
+    if supplier_style not in STYLES:
+        raise UserError(f"--supplier-style must be one of {', '.join(STYLES)}")
+    _synth(_settings(data_root, contracts_dir, as_of), population, seed, supplier_style)
 
 
-def _synth(settings: Settings, population: int, seed: int):
+def _synth(settings: Settings, population: int, seed: int, supplier_style: str = "native"):
     from pipeline.synth import generate
 
     with _progress() as progress:
@@ -153,7 +243,7 @@ def _synth(settings: Settings, population: int, seed: int):
         result = generate(
             settings, population, seed,
             on_step=lambda s: progress.update(task, description=f"synth: {s}"),
-            on_file=lambda _name, _rows: progress.advance(task),
+            on_file=lambda _name, _rows: progress.advance(task), supplier_style=supplier_style,
         )
         progress.update(task, description="synth: done", total=result.files, completed=result.files)
     console.print(

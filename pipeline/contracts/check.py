@@ -198,7 +198,11 @@ class _Checker:
             self.report("apiVersion", f"must be {API_VERSION}, found {raw.get('apiVersion')!r}")
         if raw.get("kind") != "DataContract":
             self.report("kind", "must be DataContract")
-        if raw.get("status") != "active":
+        if raw.get("status") == "draft":
+            self.report("status", "is 'draft' (written by `safehaven contracts draft`): an IG lead reviews every "
+                                  "column's role and firewall action, fills the approval and sets status: active; "
+                                  "until then nothing may use this contract")
+        elif raw.get("status") != "active":
             self.report("status", f"is {raw.get('status')!r}; only an 'active' contract may be used")
         expected = self.path.name.removesuffix(CONTRACT_SUFFIX)
         if raw.get("name") != expected:
@@ -218,10 +222,18 @@ class _Checker:
             self.report(f"customProperties[property={name}]", "unknown nhs-ig property")
         if any(name not in found for name in REQUIRED_FEED_PROPERTIES):
             return None
+        approval = found.get("approval") if isinstance(found.get("approval"), dict) else {}
+        unapproved = not str(approval.get("approvedBy") or "").strip()
+        if unapproved:
+            self.report("customProperties[property=approval].value.approvedBy",
+                        "not filled: the contract has not been approved. The IG lead who approves it fills "
+                        "approvedBy, role, date and reference (the approval's own record), then sets status: active")
         try:
             ig = FeedIG.model_validate({k: found[k] for k in REQUIRED_FEED_PROPERTIES})
         except ValidationError as exc:
             for err in exc.errors():
+                if unapproved and err["loc"][0] == "approval":
+                    continue
                 loc = list(err["loc"])
                 field = f"customProperties[property={loc[0]}].value" + "".join(
                     f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:]

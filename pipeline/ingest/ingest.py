@@ -360,23 +360,24 @@ class Ingestor:
 
     def _load_postcode_lookup(self) -> pl.DataFrame:
         candidates = []
+        contract = self.gate.contract("postcode_lookup")
         for path, _feed in find_delivery_files(self.settings.landing, ["postcode_lookup"]):
             try:
-                d = Delivery.from_path(path, "postcode_lookup")
+                d = Delivery.from_path(path, "postcode_lookup", contract)  # a supplier's file names too
             except DeliveryError:  # misnamed files are the gate's business
                 continue
             receipt = self.settings.validation_dir / "receipts" / "postcode_lookup" / f"{path.name}.json"
             if receipt.exists() and read_manifest(receipt)["sha256"] == sha256_file(path):
-                candidates.append((d.period, d.version, path))
+                candidates.append((d.period, d.version, d.layout, path))
         if not candidates:
             raise OptOutListStale(
                 "no validated postcode lookup in landing/postcode_lookup: activity feeds cannot derive "
                 "geography without it; deliver and ingest the lookup first"
             )
-        _, _, path = max(candidates)
-        contract = self.gate.contract("postcode_lookup")
-        columns = list(contract.table("postcode_lookup").column_names)
-        frame = pl.concat([pl.from_arrow(b) for b in read_batches(path, columns, 64 * 2**20)])
+        _, _, layout, path = max(candidates)
+        table = contract.table("postcode_lookup")
+        columns = list(table.column_names)
+        frame = pl.concat([pl.from_arrow(b) for b in read_batches(path, columns, 64 * 2**20, table, layout)])
         _, formatted = normalised_postcode(pl.col("postcode"))
         return frame.select(
             formatted.alias("postcode"), "lsoa21cd", "ward_code",

@@ -54,6 +54,7 @@ def generate(
     seed: int = 20140601,
     on_step: Callable[[str], None] | None = None,
     on_file: Callable[[str, int], None] | None = None,
+    supplier_style: str = "native",
 ) -> SynthResult:
     """Generate the population and write every feed's deliveries and the ground truth."""
     if population < 100:
@@ -82,6 +83,11 @@ def generate(
         step(f"writing {feed}")
         written += write_feed_tables(contracts[feed], tables, people, ident, rng, landing, truth_dir, on_file,
                                      list_date=list_date)
+    if supplier_style != "native":
+        from pipeline.synth.supplier import restyle
+
+        step(f"supplier style: {supplier_style}")
+        restyle(landing, contracts, supplier_style)
     step("ground truth")
     truth.write_parquet(truth_dir / "people.parquet")
     seconds = round(time.perf_counter() - started, 2)
@@ -96,6 +102,7 @@ def generate(
                           "outcome": "at least one emergency admission (methods 21-2D, 28) in the final year"},
         "outcome_rate": float(truth["emergency_admission_final_year"].mean()),
         "files": written,
+        "supplier_style": supplier_style,
         "seconds": seconds,
         "note": "Ground truth for tests and evaluation only. No flow reads this folder.",
     }
