@@ -237,6 +237,12 @@ def bench_disclosure(scale: str, repeats: int) -> dict:
                          "suppress_and_audit_seconds": round(med["suppress_seconds"] + med["audit_seconds"], 1)}
 
 
+def bench_engines(scale: str) -> dict:
+    """Every secondary-suppression engine on one table, one process."""
+    _, peak, out = child(["engines", scale])
+    return json.loads(out.strip().splitlines()[-1]) | {"peak_rss_mb": round(peak)}
+
+
 def _methods(counts: dict) -> str:
     names = {"lp": "by the exact LP", "moves": "by verified moves"}
     return ", ".join(f"{n:,} cells {names.get(m, m)}" for m, n in sorted(counts.items()))
@@ -336,6 +342,16 @@ def table(results: dict) -> str:
                      f"cells {100 * r['hidden_people_share']:.1f}% vs {100 * r['plain_hidden_people_share']:.2f}%, "
                      f"{r['hidden_margins']:,} margins hidden (the plain rule hides none); the plain rule leaves "
                      f"{r['plain_recoverable_by_subtraction']:,} hidden cells recoverable by one subtraction{plain} |")
+    mark("engines")
+    for r in results.get("engines", []):
+        name = "600-cell (one ward)" if r["scale"] == "small" else "Southend-like"
+        parts = []
+        for engine, e in r["engines"].items():
+            audit = "" if engine.startswith("plain") else f", audit {'passed' if e['audit_passed'] else 'FAILED'}"
+            took = "" if engine.startswith("plain") else f", {e['seconds']} s"
+            parts.append(f"{engine}: {100 * e['hidden_share']:.1f}% of cells, {e['margins_hidden']:,} margins, "
+                         f"{100 * e['hidden_people_share']:.1f}% of people{took}{audit}")
+        lines.append(f"| secondary suppression engines, {name} table ({r['cells']:,} cells) | " + "; ".join(parts) + " |")
     mark("retention")
     for r in results.get("retention", []):
         m = r["median_seconds"]
@@ -359,7 +375,8 @@ def table(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small populations, one repeat")
-    parser.add_argument("--only", choices=["ingest", "scaleout", "link", "stratify", "retention", "disclosure"],
+    parser.add_argument("--only", choices=["ingest", "scaleout", "link", "stratify", "retention", "disclosure",
+                                           "engines"],
                         help="run one group; other results are kept from latest.json")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -376,6 +393,14 @@ def main() -> None:
         print(f"ingest flow on threads and on Dask, {sizes[0][0]:,} people ...", flush=True)
         results["scaleout"] = bench_scaleout(sizes[0][0])
         _save(results, ["scaleout"])
+        return
+    if args.only == "engines":
+        results = json.loads((RESULTS / "latest.json").read_text()) | {"when": results["when"]}
+        results["engines"] = []
+        for scale in ENGINE_TABLES:
+            print(f"secondary-suppression engines, {scale} ...", flush=True)
+            results["engines"].append(bench_engines(scale))
+        _save(results, ["engines"])
         return
     if args.only == "disclosure":
         results = json.loads((RESULTS / "latest.json").read_text()) | {"when": results["when"]}
@@ -425,10 +450,16 @@ def main() -> None:
     for scale, repeats in disclosure_runs:
         print(f"disclosure control, {scale} ...", flush=True)
         results["disclosure"].append(bench_disclosure(scale, repeats))
+    results["engines"] = []
+    for scale in ENGINE_TABLES:
+        print(f"secondary-suppression engines, {scale} ...", flush=True)
+        results["engines"].append(bench_engines(scale))
     _save(results)
 
 
-GROUPS = ("generation", "validation", "pseudonyms", "ingest", "scaleout", "link", "stratify", "retention", "disclosure")
+GROUPS = ("generation", "validation", "pseudonyms", "ingest", "scaleout", "link", "stratify", "retention", "disclosure",
+          "engines")
+ENGINE_TABLES = ("small", "southend")
 
 
 def _backfill_measured(results: dict) -> dict[str, str]:

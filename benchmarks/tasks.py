@@ -420,6 +420,31 @@ def disclosure(scale: str) -> dict:
             "plain_recoverable_by_subtraction": one_step, "plain_audit_failures": plain_failures}
 
 
+def engines(scale: str) -> dict:
+    """Each secondary-suppression engine on one table (``southend``: 17 wards, 5,400 cells; ``small``:
+    one ward, 600 cells), with the same primaries and widths, beside the plain "1-7 -> *" rule:
+    cells, margins and people hidden, seconds, and whether the audit passes."""
+    from benchmarks.disclosure_tables import SOUTHEND, ward_table
+    from pipeline.disclosure import PROFILES, apply_primary, audit_release
+    from pipeline.disclosure.record import information_loss
+    from pipeline.disclosure.secondary import METHODS, protect
+
+    table = ward_table(**(SOUTHEND | ({"n_wards": 1} if scale == "small" else {})))
+    profile = PROFILES["safehaven"]
+    plain = information_loss(apply_primary(table, profile))
+    rows = {"plain 1-7": {"hidden_share": plain["hidden_share"], "margins_hidden": plain["margins_hidden"],
+                          "hidden_people_share": plain["hidden_people_share"], "seconds": 0.0, "audit_passed": False}}
+    for method in METHODS:
+        started = time.perf_counter()
+        release = protect(apply_primary(table, profile), method)
+        seconds = time.perf_counter() - started
+        loss = information_loss(release)
+        rows[method] = {"hidden_share": loss["hidden_share"], "margins_hidden": loss["margins_hidden"],
+                        "hidden_people_share": loss["hidden_people_share"], "hidden_cells": loss["hidden_cells"],
+                        "seconds": round(seconds, 1), "audit_passed": audit_release(release).passed}
+    return {"scale": scale, "cells": table.cells.height, "engines": rows}
+
+
 def retain(root: str, out: str) -> dict:
     """Retention on a copy of a linked root with the clock moved to 2029-06-01 (the first year of
     five-year feeds and GP diagnoses older than ten years are due), each step timed; and the
@@ -487,7 +512,7 @@ if __name__ == "__main__":
     task, *args = sys.argv[1:]
     tasks = {"synth": synth, "bigfile": bigfile, "validate": validate, "duckscan": duckscan,
              "pseudonyms": pseudonyms, "ingest": ingest, "ingestflow": ingestflow, "barecopy": barecopy, "stage": stage, "link": link, "evaluate": evaluate,
-             "stratify": stratify, "disclosure": disclosure,
+             "stratify": stratify, "disclosure": disclosure, "engines": engines,
              "sqllink": sqllink, "retain": retain}
     info = tasks[task](*args)
     info["peak_rss_mb"] = round(_peak_mb(), 1)

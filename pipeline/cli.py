@@ -636,7 +636,7 @@ def packs_public_key(data_root: DataRoot = None, as_of: AsOf = None) -> None:
 @app.command()
 def publish(
     contract: Annotated[str, typer.Option("--contract", help="Output contract under contracts/outputs/.")] = "commissioning",
-    method: Annotated[str, typer.Option("--method", help="Secondary suppression: cube (default) or lp.")] = "cube",
+    method: Annotated[str, typer.Option("--method", help="Secondary suppression: cube (default), lp, or joint (cube's pattern improved by the joint MIP where it finds a cheaper one within its time limit).")] = "cube",
     data_root: DataRoot = None, as_of: AsOf = None,
 ) -> None:
     """Build an output contract's tables from the person mart, protect and audit them, publish under outputs/."""

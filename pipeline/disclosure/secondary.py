@@ -47,7 +47,7 @@ from pipeline.disclosure.release import ABSENT, PRIMARY, SAFE, SECONDARY, Releas
 __all__ = ["METHODS", "protect"]
 
 EPS = 1e-6
-METHODS = ("cube", "lp")
+METHODS = ("cube", "lp", "joint")
 LP_CHECK_COST = 2000  # a cube move dearer than this (people in the cells it hides): look wider
 CLEANUP_ALL_CELLS = 100_000
 CLEANUP_TRIES_PER_MOVE = 0.05  # ... and then at most this many cells tried per move (the largest)
@@ -201,7 +201,8 @@ class _Engine:
         return found
 
 
-def protect(release: Release, method: str = "cube", workers: int | None = None) -> Release:
+def protect(release: Release, method: str = "cube", workers: int | None = None,
+            time_limit: float | None = None) -> Release:
     """Hide secondary cells so that every primary can move by its protection levels, then clean up.
 
     Tables whose largest dimension has groups under its top level (wards in authorities in
@@ -209,9 +210,37 @@ def protect(release: Release, method: str = "cube", workers: int | None = None) 
     cleaned up, from the same starting point whatever the number of ``workers`` (processes), so
     the pattern does not depend on it; primaries at the top level, and cells that moves of more
     than one group use, are done afterwards in one process."""
+    if method == "joint":
+        return _joint(release, workers, time_limit)
     if method == "cube" and release.table.cells.height <= CHECKED_CELLS and (release.known is None or release.joint):
         return _cube_checked(release, workers)
     return _protect(release, method, workers)
+
+
+def _joint(release: Release, workers: int | None, time_limit: float | None) -> Release:
+    """The joint engine's pattern where it protects and hides less than the cube engine's (which it
+    starts from, and which is kept otherwise); either way the pattern is held to the audit."""
+    import dataclasses
+
+    from pipeline.disclosure.audit import audit_release, moves_protect
+    from pipeline.disclosure.joint import TIME_LIMIT, apply_pattern, protect_joint
+
+    start = dataclasses.replace(release, status=release.status.copy(), reasons=[list(r) for r in release.reasons])
+    cube = protect(start, "cube", workers)
+    found = protect_joint(dataclasses.replace(release, status=release.status.copy()), start=cube.hidden.copy(),
+                          time_limit=time_limit or TIME_LIMIT)
+    weights = 1.0 + release.values().astype(float)
+    if found is not None and weights[found[0]].sum() < weights[cube.hidden].sum() - EPS:
+        hidden, moves, _ = found
+        joint = apply_pattern(dataclasses.replace(release, status=release.status.copy(),
+                                                  reasons=[list(r) for r in release.reasons]), hidden, moves)
+        x = joint.table.matrix.tocsc()
+        users = _users({key: (move, {int(c) for c in np.flatnonzero(np.abs(x[move.atoms, :].T @ move.coefficients)
+                                                                     > EPS)}, 0.0) for key, move in moves.items()})
+        _give_reasons(joint, users)
+        if moves_protect(joint) or audit_release(joint).passed:
+            return joint
+    return cube
 
 
 def _protect(release: Release, method: str, workers: int | None) -> Release:
