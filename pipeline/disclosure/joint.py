@@ -49,6 +49,10 @@ class _NoMove(Exception):
     """A target no pattern protects inside the model (the caller keeps its own pattern)."""
 
 
+class _OutOfTime(Exception):
+    """The time limit ran out in the middle of a round of checks."""
+
+
 class JointResult:
     """What the search ended with: whether every check passed, whether the master proved the
     pattern cheapest, the rounds and cuts it took, and the time."""
@@ -193,11 +197,15 @@ def protect_joint(release: Release, start: np.ndarray | None = None, time_limit:
     wide_for: dict[tuple[int, int], bool] = {}
     everything = np.ones(n, dtype=bool)
     for cell, amount in targets:
+        if time.perf_counter() - began > time_limit:
+            return None
         found = attacker(cell, False).check(cell, amount, everything, values)
         wide_for[(cell, amount)] = found is None or found[0] > EPS
     def add_cuts(pattern: np.ndarray) -> tuple[int, dict]:
         moves, cuts = {}, 0
         for cell, amount in targets:
+            if time.perf_counter() - began > time_limit:
+                raise _OutOfTime
             # The neighbourhood first (small LPs); where it finds no move, the whole table, whose
             # LP is the audit's attacker: its cut holds for every protecting pattern.
             found = None
@@ -233,7 +241,7 @@ def protect_joint(release: Release, start: np.ndarray | None = None, time_limit:
             result.bound = master.getInfo().objective_function_value
             if add_cuts(fractional)[0] == 0 or time.perf_counter() - began > time_limit / 3:
                 break
-    except _NoMove:
+    except (_NoMove, _OutOfTime):
         return None
     master.changeColsIntegrality(n, everything_index, np.full(n, highspy.HighsVarType.kInteger, dtype=np.uint8))
     hidden = (start.copy() if start is not None else forced.copy()).astype(bool)
@@ -244,6 +252,8 @@ def protect_joint(release: Release, start: np.ndarray | None = None, time_limit:
             cuts, moves = add_cuts(hidden)
         except _NoMove:
             return None
+        except _OutOfTime:  # this round's pattern is unchecked: keep the best checked one
+            break
         cost = float(weights[hidden].sum())
         if not cuts:
             if best is None or cost < result.cost:
