@@ -228,7 +228,7 @@ def _joint(release: Release, workers: int | None, time_limit: float | None) -> R
     start = dataclasses.replace(release, status=release.status.copy(), reasons=[list(r) for r in release.reasons])
     cube = protect(start, "cube", workers)
     found = protect_joint(dataclasses.replace(release, status=release.status.copy()), start=cube.hidden.copy(),
-                          time_limit=time_limit or TIME_LIMIT)
+                          time_limit=TIME_LIMIT if time_limit is None else time_limit)
     weights = 1.0 + release.values().astype(float)
     if found is not None and weights[found[0]].sum() < weights[cube.hidden].sum() - EPS:
         hidden, moves, _ = found

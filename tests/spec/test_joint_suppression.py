@@ -65,3 +65,14 @@ def test_the_joint_pattern_passes_the_audit_costs_no_more_than_cube_and_its_opti
                 pattern[list(cells)] = True
                 if _weight(release, pattern) < cheaper:
                     assert not _protects(release, pattern), cells
+
+
+def test_out_of_time_the_joint_engine_gives_way_to_the_cube_pattern():
+    from benchmarks.disclosure_tables import ward_table
+
+    table = ward_table(n_wards=1, people=10_500, per_authority=None, per_region=None)
+    release = apply_primary(table, PROFILES["safehaven"])
+    assert protect_joint(release, time_limit=0) is None
+    cube = protect(apply_primary(table, PROFILES["safehaven"]), "cube")
+    chosen = protect(apply_primary(table, PROFILES["safehaven"]), "joint", time_limit=0)
+    assert (chosen.hidden == cube.hidden).all() and audit_release(chosen).passed
