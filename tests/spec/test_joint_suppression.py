@@ -39,7 +39,7 @@ def _protects(release, hidden) -> bool:
     return True
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables(), st.sampled_from(["safehaven", "acro"]))
 def test_the_joint_pattern_passes_the_audit_costs_no_more_than_cube_and_its_optimum_is_the_optimum(table,
                                                                                                    profile):
