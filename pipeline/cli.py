@@ -156,7 +156,7 @@ def contracts_draft(
     from pipeline.contracts import check_contract
     from pipeline.contracts._ig import FeedKind
     from pipeline.contracts.check import contract_path
-    from pipeline.contracts.draft import draft_contract, write_draft
+    from pipeline.contracts.draft import draft_contract, table_name, write_draft
 
     settings = _settings(data_root, contracts_dir, as_of)
     try:
@@ -172,8 +172,6 @@ def contracts_draft(
         if not template.exists():
             raise UserError(f"--ig-from: no contract at {template}")
     target = out or contract_path(settings.contracts_dir, feed)
-    from pipeline.contracts.draft import table_name
-
     by_table: dict[str, list[Path]] = {}  # several samples of one table are read together
     for i, sample in enumerate(samples):
         by_table.setdefault(tables[i] if tables else table_name(sample.name, feed), []).append(sample)

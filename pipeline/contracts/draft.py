@@ -36,6 +36,7 @@ from pipeline.contracts._ig import IDENTIFIER_KIND, VENDOR, FeedKind, FirewallAc
 from pipeline.contracts.check import API_VERSION
 from pipeline.contracts.model import date_regex
 from pipeline.ingest.deliveries import DELIVERY_NAME
+from pipeline.ingest.firewall import GENDER_CODES
 from pipeline.ingest.rules import NULL_VALUES, normalised
 
 __all__ = ["ColumnProposal", "Draft", "draft_contract", "sniff", "table_name", "write_draft"]
@@ -69,8 +70,7 @@ CODE_LIKE = re.compile(r"(^|_)(code|id|ref|no|number|identifier|key|type|flag|st
 KEY_LIKE = re.compile(r"(^|_)(id|ref|key|identifier)$")
 ACTIVITY_PRIORITY = ("extract", "arrival", "admission", "appointment", "contact", "attendance", "activity", "event",
                      "episode", "start", "date")
-GENDER_WORDS = ("1", "2", "9", "X", "0", "M", "F", "I", "U", "MALE", "FEMALE", "INDETERMINATE", "UNKNOWN",
-                "NOT KNOWN", "NOT SPECIFIED")
+GENDER_WORDS = tuple(GENDER_CODES)  # the firewall's own vocabulary (upper case; the draft adds other cases)
 
 
 @dataclass
@@ -178,15 +178,17 @@ def _share(series: pl.Series, pattern: str) -> float:
 
 
 def _nhs_checksum_share(series: pl.Series) -> float:
-    values = series.drop_nulls().str.replace_all(r"[\s-]", "")
-    values = values.filter(values.str.contains(r"^[0-9]{10}$"))
-    if not values.len():
+    """Share of present values that are ten digits with a valid check digit (the firewall's own
+    status: valid, or well-formed but in a test, placeholder or unissued range)."""
+    from pipeline.pseudonymise.nhs_number import NhsNumberStatus, with_nhs_number_status
+
+    present = series.drop_nulls()
+    if not present.len():
         return 0.0
-    frame = pl.DataFrame({"v": values})
-    weights = sum((pl.col("v").str.slice(i, 1).cast(pl.Int32) * (10 - i)) for i in range(9))
-    check = (11 - weights % 11) % 11
-    ok = frame.select(((check != 10) & (check == pl.col("v").str.slice(9, 1).cast(pl.Int32))).mean())
-    return float(ok.item())
+    shaped = {NhsNumberStatus.VALID, NhsNumberStatus.TEST_RANGE, NhsNumberStatus.PLACEHOLDER,
+              NhsNumberStatus.OUT_OF_RANGE}
+    status = with_nhs_number_status(pl.DataFrame({"v": present}), "v", status="s", digits="d").collect()["s"]
+    return float(status.is_in([str(s) for s in shaped]).mean())
 
 
 def _date_formats(series: pl.Series) -> tuple[tuple[str, ...], float]:
@@ -266,10 +268,10 @@ def _propose(col: ColumnProposal, values: pl.Series, rows: int, kind: FeedKind) 
     elif name == "date_of_birth" or ("birth" in name and is_date):
         col.name, col.logical_type, col.formats = "date_of_birth", "date", formats or ("%Y-%m-%d",)
         identifier(FirewallAction.AGE_AT_ACTIVITY, f"named as a date of birth; formats seen: {', '.join(formats)}")
-    elif (name == "postcode" or _share(values, POSTCODE_SHAPE) >= 0.9) and not reference:
+    elif (name == "postcode" or (postcode_shaped := _share(values, POSTCODE_SHAPE)) >= 0.9) and not reference:
         col.name = "postcode"
         identifier(FirewallAction.POSTCODE_GEOGRAPHY, "named as a postcode" if name == "postcode" else
-                   f"{_share(values, POSTCODE_SHAPE):.0%} of values are postcode-shaped")
+                   f"{postcode_shaped:.0%} of values are postcode-shaped")
     elif name == "gender" and not reference:
         identifier(FirewallAction.GENDER_CODE, "named as gender or sex: mapped to the NHS Data Dictionary codes",
                    Role.QUASI_IDENTIFIER)

@@ -39,7 +39,6 @@ __all__ = ["JointResult", "protect_joint"]
 
 EPS = 1e-6
 TIME_LIMIT = 120.0  # seconds for the whole search (master solves and checks)
-FIXED_WEIGHT = 1e9
 LP_ROUNDS = 200
 CAPACITY: float | None = None  # a hidden cell moves at most this many times the level; None: as far as the
 # table allows, which makes the model the audit's attacker (a factor gives stronger cuts, a stricter model)  # cutting-plane rounds on the LP relaxation before the MIP
