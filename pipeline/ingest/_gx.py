@@ -50,10 +50,19 @@ class GxProject:
         self.lock = SharedLock(self.project_dir / ".project.lock")
         with self.lock:
             self.context = gx.get_context(mode="file", project_root_dir=str(self.project_dir))
-            self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-            self.context.variables.analytics_enabled = False
-            self.context.variables.save()
-            self._datasource = self.context.data_sources.add_or_update_pandas("deliveries")
+            variables = self.context.variables
+            bars = variables.progress_bars
+            # GX rewrites great_expectations.yml in place (not atomically): a process killed during
+            # the write leaves a file no later run can load. Write it only when it must change.
+            globally = bars.get("globally") if isinstance(bars, dict) else getattr(bars, "globally", None)
+            if variables.analytics_enabled is not False or globally is not False:
+                variables.progress_bars = ProgressBarsConfig(globally=False)
+                variables.analytics_enabled = False
+                variables.save()
+            try:  # an existing datasource is read, not written again (see above)
+                self._datasource = self.context.data_sources.get("deliveries")
+            except (KeyError, LookupError, ValueError):
+                self._datasource = self.context.data_sources.add_or_update_pandas("deliveries")
         self._checkpoints: dict[tuple[str, tuple[str, ...]], object] = {}
 
     def _checkpoint(self, table: TableSpec, columns: list[str]):
