@@ -634,14 +634,14 @@ def packs_public_key(data_root: DataRoot = None, as_of: AsOf = None) -> None:
 @app.command()
 def publish(
     contract: Annotated[str, typer.Option("--contract", help="Output contract under contracts/outputs/.")] = "commissioning",
-    method: Annotated[str, typer.Option("--method", help="Secondary suppression: cube (default), lp, or joint (cube's pattern improved by the joint MIP where it finds a cheaper one within its time limit).")] = "cube",
+    method: Annotated[str, typer.Option("--method", help="Secondary suppression: auto (default: joint for tables up to 2,000 cells, cube above), cube, lp, or joint (the joint MIP, started from cube's pattern and kept where it hides less within its time limit).")] = "auto",
     data_root: DataRoot = None, as_of: AsOf = None,
 ) -> None:
     """Build an output contract's tables from the person mart, protect and audit them, publish under outputs/."""
     _publish(_settings(data_root, as_of=as_of), contract, method)
 
 
-def _publish(settings: Settings, contract: str, method: str = "cube") -> dict:
+def _publish(settings: Settings, contract: str, method: str = "auto") -> dict:
     """Run the Prefect ``publish`` flow (ephemeral server unless PREFECT_API_URL is set)."""
     from pipeline.disclosure import METHODS
     from pipeline.disclosure.outputs import load_output_contract
@@ -666,6 +666,9 @@ def _publish(settings: Settings, contract: str, method: str = "cube") -> dict:
                       "[green]passed[/]" if t["audit_passed"] else "[red]FAILED[/]",
                       f"{len(t['audited_with'])} earlier")
     console.print(table)
+    for t in result["tables"]:
+        if t.get("warning"):
+            console.print(f"[yellow]warning[/]: {t['warning']}")
     state = "already published (verified, unchanged)" if result["already_published"] else "published"
     console.print(f"{state}: {result['folder']}/ (index.html, a CSV per table, the workbook, records/, "
                   "manifest.json)")

@@ -1,29 +1,36 @@
 """Joint secondary suppression: the cheapest pattern for all primaries at once (Fischetti and
 Salazar's model, solved by Benders decomposition on HiGHS).
 
-One 0/1 variable per cell (1 = hidden); the objective is the cells' weights (``1 + count``, as
-the other engines use), so the pattern hides as little as the model allows. For each primary
-cell and direction, the attacker's problem is a linear program over the atoms of the primary's
-neighbourhood: can the atom counts move so that the primary shifts by its protection level
-while every published cell stays the same? A hidden cell may move up to the level upwards and
-down to zero (its *capacity*: the total of the neighbourhood upwards); a published cell not at all. The master MIP holds
-one cut per failed check: solving the attacker's LP with elastic slack on each cell's capacity,
-the slack's minimum is a convex function of the pattern, and its linearisation at the failing
-pattern (the LP's row duals times the capacities) is a valid inequality every protecting
-pattern satisfies. Master and checks alternate until no check fails: the pattern then protects
-every primary in the model, and if the master was solved to optimality it is the cheapest
-pattern that does.
+One 0/1 variable ``y`` per cell (1 = hidden); the objective is the cells' weights (``1 + count``,
+as the other engines use), so the pattern hides as little as the model allows. For each primary
+cell and direction (a *target*: move the primary by its protection level ``L``), the attacker's
+problem is a linear program over the atoms of the whole table: can the atom counts change so
+that the primary moves by ``L`` while every published cell stays the same? In the model a
+hidden cell may move by up to ``L`` upwards, and downwards by up to ``L`` but never below zero
+(its *capacity*, Fischetti and Salazar's protection-level bounds). That is stricter than the
+audit's attacker, whose hidden cells move as far as the atoms allow, so a pattern the model
+protects, the audit passes; the strict capacities are what make the model's LP relaxation, and
+so the search, strong.
 
-Over its neighbourhood the model is the audit's attacker (atoms never below zero, hidden cells
-free within that), so restricting moves to the neighbourhood can only make it stricter; zero
-cells stay eligible as secondaries (they can only move up). The
-result is still held to the audit by the caller, and the cube engine's pattern is the MIP's
-starting incumbent, so the joint pattern is never worse than cube's when the time limit stops
-the search early.
+The attacker's best reach is a concave function ``V(y)`` of the pattern (the capacities enter
+its right-hand sides), and a target is protected when ``V(y) >= L``. When a check fails at a
+pattern ``y*``, the LP's row duals times the capacities are a supergradient ``g``, and
+``V(y*) + g·(y - y*) >= L`` is a cut every protecting pattern satisfies (its coefficients are
+capped at its right-hand side, as ``y`` is 0/1). The search cuts the LP relaxation first (its
+bound is the proof of optimality), then solves the master MIP, checks its pattern, adds the cuts
+that pattern fails and solves again, until the master's pattern passes every check: that
+pattern is then the cheapest in the model. The cube engine's pattern is the MIP's first
+incumbent, so the joint pattern is never worse than cube's when the time limit stops the search.
+
+Zero cells stay eligible as secondaries: in the model, as in the audit, they can only move up.
+A check whose pattern is covered by the move found last time (every cell it changes is still
+hidden, within its capacity) is not solved again, so later rounds solve few LPs. The result is
+still held to the audit by the caller.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 import highspy
@@ -32,121 +39,174 @@ from scipy import sparse
 
 from pipeline.disclosure.audit import protection_levels
 from pipeline.disclosure.cube import Move
-from pipeline.disclosure.lattice import Lattice
-from pipeline.disclosure.release import ABSENT, PRIMARY, SAFE, SECONDARY, Release
+from pipeline.disclosure.release import ABSENT, PRIMARY, Release
 
-__all__ = ["JointResult", "protect_joint"]
+__all__ = ["JointResult", "apply_pattern", "cell_weights", "protect_joint"]
+
+log = logging.getLogger(__name__)
 
 EPS = 1e-6
 TIME_LIMIT = 120.0  # seconds for the whole search (master solves and checks)
-LP_ROUNDS = 200
-CAPACITY: float | None = None  # a hidden cell moves at most this many times the level; None: as far as the
-# table allows, which makes the model the audit's attacker (a factor gives stronger cuts, a stricter model)  # cutting-plane rounds on the LP relaxation before the MIP
-
-
-class _NoMove(Exception):
-    """A target no pattern protects inside the model (the caller keeps its own pattern)."""
+CAPACITY = 1.0  # how far a hidden cell may move up, as a share of the target's level
+CELL_COST = 5.0  # the cost of hiding a cell, before the people it holds (see ``cell_weights``)
+LP_SHARE = 0.5  # at most this share of the time limit cuts the LP relaxation before the MIP
+ROUND_CUTS = 300  # the LP phase re-solves the master after this many new cuts
 
 
 class _OutOfTime(Exception):
     """The time limit ran out in the middle of a round of checks."""
 
 
+class _GiveWay(Exception):
+    """The model cannot go on (a primary it cannot protect, an LP HiGHS did not solve): the caller
+    keeps its own pattern."""
+
+
 class JointResult:
-    """What the search ended with: whether every check passed, whether the master proved the
-    pattern cheapest, the rounds and cuts it took, and the time."""
+    """What the search ended with: whether every check passed, whether the pattern is proved the
+    cheapest in the model, the LP bound, the rounds, cuts and LPs solved, and the time."""
 
     def __init__(self):
         self.protected = False
         self.optimal = False
         self.rounds = 0
         self.cuts = 0
+        self.checks = 0
         self.seconds = 0.0
         self.cost = 0.0
         self.bound = 0.0
 
     def as_dict(self) -> dict:
         return {"protected": self.protected, "optimal": self.optimal, "rounds": self.rounds, "cuts": self.cuts,
-                "seconds": round(self.seconds, 2), "cost": self.cost}
+                "checks": self.checks, "seconds": round(self.seconds, 2), "cost": self.cost,
+                "bound": round(self.bound, 2)}
 
 
 class _Attacker:
-    """The elastic attacker LP over one neighbourhood's atoms: δ per atom (not below minus its
-    count), e per touched cell; rows ``Xδ - e <= cap_up·y`` and ``Xδ + e >= -cap_down·y``."""
+    """The attacker's LP, scaled by the target's level ``L``: a column ``δ`` per atom (not below
+    ``-count/L``), a row per shown cell (its change ``Xᵀδ`` between ``-min(count, L)/L·y`` and
+    ``y``). An atom whose own (inner) cell is published cannot change, so each pattern's LP holds
+    only the other atoms and the cells they touch; the published inner cells' duals, which the
+    cuts need, follow from the reduced costs. Checks of one pattern and level share the model; a
+    check changes only the objective (the target cell's atoms), so HiGHS starts each LP from the
+    last basis."""
 
-    def __init__(self, x: sparse.csc_matrix, atoms: np.ndarray, counts: np.ndarray, shown: np.ndarray):
-        rows = x[atoms, :].tocsc()
-        touched = (np.diff(rows.indptr) > 0) & shown
-        self.cells = np.flatnonzero(touched)
-        self.atoms = atoms
-        sub = rows[:, self.cells].astype(float).T.tocsr()  # cells x atoms
-        self.sub = sub
-        n, m = atoms.size, self.cells.size
-        self.n, self.m = n, m
-        inf = highspy.kHighsInf
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-        h.addVars(n + m, np.concatenate([-counts[atoms].astype(float), np.zeros(m)]), np.full(n + m, inf))
-        h.changeColsCost(m, (n + np.arange(m)).astype(np.int32), np.ones(m))
-        for sign in (-1.0, 1.0):  # r1: Xδ - e (upper bound); r2: Xδ + e (lower bound)
-            a = sparse.hstack([sub, sparse.identity(m, format="csr") * sign]).tocsr()
-            lower = np.full(m, -inf) if sign < 0 else np.zeros(m)
-            upper = np.zeros(m) if sign < 0 else np.full(m, inf)
-            h.addRows(m, lower, upper, a.nnz, a.indptr[:-1].astype(np.int32), a.indices.astype(np.int32),
-                      a.data.astype(float))
-        self.big_m = float(counts[atoms].sum())
-        self.highs = h
-        self.local = {int(c): i for i, c in enumerate(self.cells)}
+    def __init__(self, x: sparse.csc_matrix, counts: np.ndarray, values: np.ndarray, shown: np.ndarray,
+                 inner: np.ndarray):
+        self.cells = np.flatnonzero(shown)
+        self.counts = counts.astype(float)
+        self.values = values[self.cells].astype(float)
+        self.x = x
+        self.rows = x[:, self.cells].T.tocsr()  # shown cells x atoms
+        self.columns = self.rows.tocsc()
+        self.n, self.m = x.shape[0], self.cells.size
+        # Each atom's own row (its inner cell), or -1 where that cell is not shown (it never binds).
+        self.own_row = np.full(self.n, -1, dtype=np.int64)
+        single = self.rows[inner[self.cells] & (np.diff(self.rows.indptr) == 1)]
+        own = np.flatnonzero(inner[self.cells] & (np.diff(self.rows.indptr) == 1))
+        self.own_row[single.indices] = own
+        self.level = None
+        self.pattern = None
+        self.highs: highspy.Highs | None = None
+        self.objective = np.zeros(0, dtype=np.int32)
 
-    def check(self, cell: int, amount: int, hidden: np.ndarray, values: np.ndarray):
-        """(slack, cut coefficients per local cell, cut constant, move): slack 0 means the
-        pattern lets the cell move by ``amount``; otherwise the cut ``coef·y >= constant``."""
-        h, m, n = self.highs, self.m, self.n
-        inf = highspy.kHighsInf
-        y = hidden[self.cells].astype(float)
-        reach = CAPACITY * abs(amount) if CAPACITY else self.big_m + abs(amount)
-        up = np.full(m, reach)  # how far a hidden cell may rise in the attacker's move
-        down = np.minimum(values[self.cells].astype(float), reach)  # ... and fall (never below zero)
-        i = self.local[cell]
-        r1_hi, r2_lo = up * y, -down * y
-        r1_lo, r2_hi = np.full(m, -inf), np.full(m, inf)
-        r1_lo[i] = r1_hi[i] = float(amount)
-        r2_lo[i], r2_hi[i] = -inf, inf
-        rows = np.arange(2 * m, dtype=np.int32)
-        h.changeRowsBounds(2 * m, rows, np.concatenate([r1_lo, r2_lo]), np.concatenate([r1_hi, r2_hi]))
-        h.changeColBounds(n + i, 0.0, 0.0)
-        try:
-            h.run()
-            if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-                return None
-            slack = h.getInfo().objective_function_value
-            solution = h.getSolution()
-            duals = np.asarray(solution.row_dual)
-            delta = np.asarray(solution.col_value)[:n]
-        finally:
-            h.changeColBounds(n + i, 0.0, inf)
-        if slack <= EPS:
-            delta = np.where(np.abs(delta) > EPS, delta, 0.0)
-            return 0.0, None, 0.0, Move(self.atoms.copy(), delta)
-        # D(y) >= D* + g·(y - y*), g_c = dual1_c·up_c - dual2_c·down_c; protection needs D(y) <= 0.
-        g = duals[:m] * up - duals[m:] * down
-        g[i] = 0.0
-        coef = -g  # -g·y >= D* - g·y*
-        constant = slack - float(g @ y)
-        if constant > EPS:  # y is 0/1: a coefficient above the right-hand side counts only up to it
-            coef = np.minimum(coef, constant)
-        return slack, coef, constant, None
+    def down(self, level: int) -> np.ndarray:
+        """Per row, how far the cell may fall (as a share of the level) when hidden."""
+        return np.minimum(self.values, level * CAPACITY) / level
+
+    def set_pattern(self, pattern: np.ndarray, level: int) -> None:
+        y = np.clip(pattern[self.cells].astype(float), 0.0, 1.0)
+        same = self.pattern is not None and np.array_equal(self.pattern, y)
+        if same and self.level == level:
+            return
+        if not same:
+            free = (self.own_row < 0) | (y[np.maximum(self.own_row, 0)] > 0)
+            self.free = np.flatnonzero(free)
+            self.local = np.full(self.n, -1, dtype=np.int64)
+            self.local[self.free] = np.arange(self.free.size)
+            sub = self.columns[:, self.free]
+            self.used = np.flatnonzero(np.diff(sub.tocsr().indptr) > 0)
+            block = sub[self.used].tocsr()
+            h = highspy.Highs()
+            h.setOptionValue("output_flag", False)
+            k, r = self.free.size, self.used.size
+            h.addVars(k, np.zeros(k), np.full(k, highspy.kHighsInf))
+            h.addRows(r, np.zeros(r), np.zeros(r), block.nnz, block.indptr[:-1].astype(np.int32),
+                      block.indices.astype(np.int32), block.data.astype(float))
+            h.changeObjectiveSense(highspy.ObjSense.kMaximize)
+            self.highs, self.objective, self.level = h, np.zeros(0, dtype=np.int32), None
+        h, k, r = self.highs, self.free.size, self.used.size
+        if self.level != level:
+            h.changeColsBounds(k, np.arange(k, dtype=np.int32), -self.counts[self.free] / level,
+                               np.full(k, highspy.kHighsInf))
+        yu = y[self.used]
+        h.changeRowsBounds(r, np.arange(r, dtype=np.int32), -self.down(level)[self.used] * yu, yu * CAPACITY)
+        self.level, self.pattern = level, y
+
+    def reach(self, cell: int, sign: int) -> tuple[float, np.ndarray, np.ndarray]:
+        """(how far, as a share of the level, the cell can move in direction ``sign``; every atom's
+        change; every row's dual: the rate the reach grows with the row's bound)."""
+        h = self.highs
+        atoms = self.x[:, cell].indices
+        mine = self.local[atoms]
+        mine = mine[mine >= 0].astype(np.int32)
+        if self.objective.size:
+            h.changeColsCost(self.objective.size, self.objective, np.zeros(self.objective.size))
+        if mine.size:
+            h.changeColsCost(mine.size, mine, np.full(mine.size, float(sign)))
+        self.objective = mine
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            raise _GiveWay(f"attacker LP for cell {cell}: {h.modelStatusToString(h.getModelStatus())}")
+        solution = h.getSolution()
+        delta = np.zeros(self.n)
+        delta[self.free] = np.asarray(solution.col_value)
+        duals = np.zeros(self.m)
+        duals[self.used] = np.asarray(solution.row_dual)
+        # A fixed atom's reduced cost is carried by its own row's dual (the row that fixes it).
+        cost = np.zeros(self.n)
+        cost[atoms] = sign
+        fixed = np.flatnonzero(self.local < 0)
+        reduced = cost[fixed] - self.columns[:, fixed].T @ duals
+        duals[self.own_row[fixed]] = reduced
+        return h.getInfo().objective_function_value, delta, duals
 
 
-def _neighbourhood(lattice: Lattice, cell: int, wide: bool) -> tuple[int, ...]:
-    return tuple(0 if wide else max(int(lattice.parent[d][n]), 0) for d, n in enumerate(lattice.cell_nodes[cell]))
+class _Target:
+    __slots__ = ("amount", "cell", "change", "level", "move", "rows", "sign")
+
+    def __init__(self, cell: int, amount: int):
+        self.cell, self.amount = cell, amount
+        self.level, self.sign = abs(amount), (1 if amount > 0 else -1)
+        self.rows = np.zeros(0, dtype=np.int64)  # the last move: rows it changes, and by how much
+        self.change = np.zeros(0)
+        self.move: Move | None = None
+
+    def covered(self, pattern: np.ndarray, attacker: _Attacker) -> bool:
+        """The last move still works under ``pattern``: every cell it changes is hidden enough."""
+        if not self.rows.size:
+            return False
+        y = pattern[attacker.cells[self.rows]]
+        down = attacker.down(self.level)[self.rows]
+        return bool(np.all(self.change <= y * CAPACITY + EPS) and np.all(-self.change <= down * y + EPS))
 
 
 def protect_joint(release: Release, start: np.ndarray | None = None, time_limit: float = TIME_LIMIT,
-                  ) -> tuple[np.ndarray, dict, JointResult] | None:
-    """The joint pattern (hidden per cell), the moves that prove it, and how the search went; None
-    if no pattern that passes every check was found in ``time_limit`` (the caller keeps its own).
-    ``start``: a protecting pattern to begin from (the cube engine's)."""
+                  weights: np.ndarray | None = None) -> tuple[np.ndarray, dict | None, JointResult] | None:
+    """The joint pattern (hidden per cell), the moves that prove it, and how the search went.
+    When time ran out before a pattern cheaper than ``start`` passed every check: the master's
+    last pattern, with no moves (``result.protected`` False), for the caller to repair; None if
+    the master found nothing cheaper than ``start`` (the caller keeps its own). ``start``: the pattern to beat (the cube engine's,
+    which the caller has protected and audits itself); it is the MIP's first incumbent."""
+    try:
+        return _search(release, start, time_limit, weights)
+    except _GiveWay as reason:
+        log.info("joint engine gives way: %s", reason)
+        return None
+
+
+def _search(release: Release, start: np.ndarray | None, time_limit: float, weights: np.ndarray | None,
+            ) -> tuple[np.ndarray, dict | None, JointResult] | None:
     began = time.perf_counter()
     result = JointResult()
     table = release.table
@@ -157,16 +217,15 @@ def protect_joint(release: Release, start: np.ndarray | None = None, time_limit:
     status = release.status
     absent = status == ABSENT
     primary = status == PRIMARY
-    shown = ~absent
-    lattice = Lattice(table)
     width = release.profile.protection_width
-    targets = []
+    targets: list[_Target] = []
     for p in np.flatnonzero(primary):
         down, up = ((int(release.levels[0][p]), int(release.levels[1][p])) if release.levels is not None
                     else protection_levels(int(values[p]), width))
-        targets += [(int(p), up)] + ([(int(p), -down)] if down else [])
+        targets += [_Target(int(p), up)] + ([_Target(int(p), -down)] if down else [])
+    targets.sort(key=lambda t: t.level)
 
-    weights = 1.0 + values.astype(float)
+    weights = (cell_weights(release) if weights is None else weights).astype(float).copy()
     lower, upper = np.zeros(n), np.ones(n)
     forced = primary | absent
     if release.kept is not None:
@@ -180,104 +239,120 @@ def protect_joint(release: Release, start: np.ndarray | None = None, time_limit:
     master.setOptionValue("mip_rel_gap", 0.0)
     master.addVars(n, lower, upper)
     master.changeColsCost(n, np.arange(n, dtype=np.int32), weights)
-    master.changeColsIntegrality(n, np.arange(n, dtype=np.int32),
-                                 np.full(n, highspy.HighsVarType.kInteger, dtype=np.uint8))
+    attacker = _Attacker(x, counts, values, ~absent, table.cells["inner"].to_numpy())
+    free = upper > lower
+    turn = [0]
 
-    attackers: dict[tuple, _Attacker] = {}
+    deadline = [began + time_limit * LP_SHARE]
 
-    def attacker(cell: int, wide: bool) -> _Attacker:
-        group = _neighbourhood(lattice, cell, wide)
-        if group not in attackers:
-            top = int(lattice.cell_of[np.array(group) @ lattice.strides])
-            attackers[group] = _Attacker(x, np.sort(x[:, top].indices), counts, shown)
-        return attackers[group]
+    def out_of_time() -> bool:
+        return time.perf_counter() > deadline[0]
 
-    # Each target's neighbourhood: its parents' atoms, or the whole table if no pattern there protects it.
-    wide_for: dict[tuple[int, int], bool] = {}
-    everything = np.ones(n, dtype=bool)
-    for cell, amount in targets:
-        if time.perf_counter() - began > time_limit:
-            return None
-        found = attacker(cell, False).check(cell, amount, everything, values)
-        wide_for[(cell, amount)] = found is None or found[0] > EPS
-    def add_cuts(pattern: np.ndarray) -> tuple[int, dict]:
-        moves, cuts = {}, 0
-        for cell, amount in targets:
-            if time.perf_counter() - began > time_limit:
+    def add_cuts(pattern: np.ndarray, most: int | None = None) -> int:
+        """Check the targets under ``pattern`` (from where the last round stopped); add a cut for
+        each that fails, stopping after ``most`` cuts. The number added."""
+        cuts = 0
+        for _ in range(len(targets)):
+            if most is not None and cuts >= most:
+                break
+            target = targets[turn[0]]
+            turn[0] = (turn[0] + 1) % len(targets)
+            if target.covered(pattern, attacker):
+                continue
+            if out_of_time():
                 raise _OutOfTime
-            # The neighbourhood first (small LPs); where it finds no move, the whole table, whose
-            # LP is the audit's attacker: its cut holds for every protecting pattern.
-            found = None
-            if not wide_for[(cell, amount)]:
-                found = attacker(cell, False).check(cell, amount, pattern, values)
-            if found is None or found[3] is None:
-                model = attacker(cell, True)
-                found = model.check(cell, amount, pattern, values)
-            else:
-                model = attacker(cell, False)
-            if found is None:
-                raise _NoMove
-            slack, coef, constant, move = found
-            if move is not None:
-                moves[(cell, amount)] = move
+            attacker.set_pattern(pattern, target.level)
+            reach, delta, duals = attacker.reach(target.cell, target.sign)
+            result.checks += 1
+            if reach >= 1.0 - EPS:
+                change = attacker.rows @ delta
+                moved = np.flatnonzero(np.abs(change) > EPS)
+                target.rows, target.change = moved, change[moved]
+                target.move = Move(np.arange(attacker.n), np.where(np.abs(delta) > EPS, delta, 0.0) * target.level)
                 continue
-            if slack <= 1e-4:
-                continue
-            keep = np.abs(coef) > EPS
-            index = model.cells[keep].astype(np.int32)
-            master.addRow(constant - EPS, highspy.kHighsInf, index.size, index, coef[keep])
+            # V(y) <= V(y*) + g·(y - y*): g is each row's dual times its bound's slope in y.
+            slope = np.where(duals > 0, duals * CAPACITY, -duals * attacker.down(target.level))
+            g = np.zeros(n)
+            g[attacker.cells] = slope
+            rhs = 1.0 - reach + float(g @ pattern)
+            rhs -= float(g[forced].sum())  # cells hidden in every pattern
+            use = free & (g > EPS)
+            if rhs <= EPS or not use.any():
+                raise _GiveWay(f"cell {target.cell} cannot be protected by {target.amount} in the model")
+            index = np.flatnonzero(use).astype(np.int32)
+            master.addRow(rhs - EPS, highspy.kHighsInf, index.size, index, np.minimum(g[index], rhs))
             cuts += 1
         result.cuts += cuts
-        return cuts, moves
+        return cuts
 
-    # Phase 1: the LP relaxation, cut until it protects every target (cheap rounds, strong cuts).
-    everything_index = np.arange(n, dtype=np.int32)
-    master.changeColsIntegrality(n, everything_index, np.full(n, highspy.HighsVarType.kContinuous, dtype=np.uint8))
+    def moves(pattern: np.ndarray) -> dict:
+        """Each target's move under ``pattern`` (the last one found, or found again)."""
+        out = {}
+        for t in targets:
+            if not t.covered(pattern, attacker):
+                attacker.set_pattern(pattern, t.level)
+                _, delta, _ = attacker.reach(t.cell, t.sign)
+                t.move = Move(np.arange(attacker.n), np.where(np.abs(delta) > EPS, delta, 0.0) * t.level)
+            out[(t.cell, t.amount)] = t.move
+        return out
+
+    # Phase 1: the LP relaxation, cut until it protects every target (cheap rounds, strong cuts),
+    # for at most LP_SHARE of the time.
     try:
-        for _ in range(LP_ROUNDS):
+        while not out_of_time():
             master.run()
-            fractional = np.asarray(master.getSolution().col_value)
+            fractional = np.clip(np.asarray(master.getSolution().col_value), 0.0, 1.0)
             result.bound = master.getInfo().objective_function_value
-            if add_cuts(fractional)[0] == 0 or time.perf_counter() - began > time_limit / 3:
+            added = add_cuts(fractional, ROUND_CUTS)
+            log.debug("LP round at %.1fs: bound %.1f, %d cuts, %d checks so far", time.perf_counter() - began,
+                      result.bound, added, result.checks)
+            if not added:
                 break
-    except (_NoMove, _OutOfTime):
-        return None
-    master.changeColsIntegrality(n, everything_index, np.full(n, highspy.HighsVarType.kInteger, dtype=np.uint8))
-    hidden = (start.copy() if start is not None else forced.copy()).astype(bool)
-    best, best_moves, from_optimal_master = None, None, False
-    while True:
+    except _OutOfTime:
+        pass
+    # Phase 2: the master MIP, its pattern checked and cut until one protects. The start pattern
+    # (which the caller holds to the audit itself) is the first incumbent and the bar to beat.
+    deadline[0] = began + time_limit
+    everything = np.arange(n, dtype=np.int32)
+    master.changeColsIntegrality(n, everything, np.full(n, highspy.HighsVarType.kInteger, dtype=np.uint8))
+    hidden_best = candidate = None
+    bar = float(weights[start | forced].sum()) if start is not None else np.inf
+    incumbent = (start | forced) if start is not None else None
+    while not out_of_time():
         result.rounds += 1
-        try:
-            cuts, moves = add_cuts(hidden)
-        except _NoMove:
-            return None
-        except _OutOfTime:  # this round's pattern is unchecked: keep the best checked one
-            break
-        cost = float(weights[hidden].sum())
-        if not cuts:
-            if best is None or cost < result.cost:
-                best, best_moves, result.cost = hidden.copy(), moves, cost
-            result.protected = True
-            if from_optimal_master:  # the cheapest pattern of a relaxation, and it protects: optimal
-                result.optimal = True
-                break
-        if time_limit - (time.perf_counter() - began) <= 0:
-            break
-        if best is not None:
-            master.setSolution(_solution(best))
-        master.setOptionValue("time_limit", max(time_limit - (time.perf_counter() - began), 1.0))
+        if incumbent is not None:
+            master.setSolution(_solution(incumbent))  # ignored by HiGHS once a cut excludes it
+        master.setOptionValue("time_limit", max(began + time_limit - time.perf_counter(), 1.0))
         master.run()
         if master.getInfo().primal_solution_status != 2:  # no feasible point within the limit
             break
+        optimal = master.getModelStatus() == highspy.HighsModelStatus.kOptimal
+        result.bound = max(result.bound, master.getInfo().mip_dual_bound)
         hidden = np.asarray(master.getSolution().col_value) > 0.5
-        from_optimal_master = master.getModelStatus() == highspy.HighsModelStatus.kOptimal
-        if from_optimal_master and best is not None and float(weights[hidden].sum()) >= result.cost - EPS:
-            result.optimal = True  # nothing cheaper than the pattern we have can protect
+        cost = float(weights[hidden].sum())
+        log.debug("MIP round %d at %.1fs: cost %.1f (to beat %.1f), bound %.1f", result.rounds,
+                  time.perf_counter() - began, cost, bar, result.bound)
+        if cost >= bar - EPS:  # nothing found cheaper than the pattern we have
+            result.optimal = optimal and hidden_best is not None
+            candidate = None
             break
+        candidate = hidden
+        try:
+            cuts = add_cuts(hidden.astype(float))
+        except _OutOfTime:  # this round's pattern is unchecked: keep the best checked one
+            break
+        if not cuts:
+            hidden_best, incumbent, bar = hidden.copy(), hidden.copy(), cost
+            result.cost, result.protected = cost, True
+            if optimal:  # the cheapest pattern of a relaxation, and it protects: optimal
+                result.optimal = True
+                break
     result.seconds = time.perf_counter() - began
-    if best is None:
-        return None
-    return best, best_moves, result
+    if hidden_best is not None:
+        return hidden_best, moves(hidden_best.astype(float)), result
+    if candidate is not None:  # the master's last pattern: cheap, but not yet protecting
+        return candidate, None, result
+    return None
 
 
 def _solution(hidden: np.ndarray) -> highspy.HighsSolution:
@@ -289,7 +364,20 @@ def _solution(hidden: np.ndarray) -> highspy.HighsSolution:
 
 def apply_pattern(release: Release, hidden: np.ndarray, moves: dict) -> Release:
     """The joint pattern on the release: cells it hides beyond the primaries become secondary."""
+    from pipeline.disclosure.release import SAFE, SECONDARY
+
     release.status[hidden & (release.status == SAFE)] = SECONDARY
     release.status[~hidden & (release.status == SECONDARY)] = SAFE
     release.moves = moves
     return release
+
+
+def cell_weights(release: Release) -> np.ndarray:
+    """What hiding each cell costs: ``CELL_COST`` for the number a reader loses, plus for an inner
+    cell the people in it, and for a margin the square root of its count. A margin's people are
+    already counted in its inner cells (weighing them again, as ``1 + count`` does, makes the
+    search hide many small inner cells to spare one total), but a large total, which readers look
+    for first, still costs more to hide than a small one."""
+    values = release.values().astype(float)
+    inner = release.table.cells["inner"].to_numpy()
+    return CELL_COST + np.where(inner, values, np.sqrt(values))

@@ -28,7 +28,7 @@ from pipeline.disclosure.profiles import PROFILES, Profile
 from pipeline.disclosure.record import RECORD_LEVEL_NAMES
 from pipeline.errors import ContractError
 
-__all__ = ["AGE_BANDS", "DIMENSIONS", "MEASURES", "OutputContract", "OutputTable", "derived_dimension",
+__all__ = ["AGE_BANDS", "DIMENSIONS", "LABELS", "MEASURES", "NAMES", "OutputContract", "OutputTable", "derived_dimension",
            "load_output_contract", "output_contract_names"]
 
 AGE_BANDS = ("0-17", "18-39", "40-64", "65-74", "75-84", "85+", "unknown")
@@ -49,6 +49,15 @@ DIMENSIONS: dict[str, str] = {
 ORDERS: dict[str, tuple[str, ...]] = {
     "age_band": AGE_BANDS,
     "long_term_conditions": ("0", "1", "2", "3", "4+"),
+}
+#: Readable labels for coded dimension values, used where a table is published (the release and
+#: the ledger keep the codes). Gender: the NHS Data Dictionary's person stated gender codes.
+LABELS: dict[str, dict[str, str]] = {
+    "gender": {"1": "Male", "2": "Female", "9": "Indeterminate", "X": "Not known", "unknown": "Not known"},
+}
+#: A name column published beside a code dimension: code column -> (name column, SQL over ``p``).
+NAMES: dict[str, tuple[str, str]] = {
+    "ward_code": ("ward_name", "coalesce(p.ward_name, p.ward_code, 'unknown')"),
 }
 #: Numeric person-mart columns a magnitude table may total.
 MEASURES = ("emergency_spells_12m", "apc_spells_12m", "bed_days_12m", "ae_attendances_12m", "op_attendances_12m",
@@ -74,6 +83,12 @@ class OutputTable:
     @property
     def columns(self) -> tuple[str, ...]:
         return (*self.dims, self.column, *self.derived)
+
+    @property
+    def published_columns(self) -> tuple[str, ...]:
+        """The columns as published: a name column (``NAMES``) right after its code."""
+        named = [c for d in self.dims for c in (d, *([NAMES[d][0]] if d in NAMES else []))]
+        return (*named, self.column, *self.derived)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ For each table of the contract (``pipeline.disclosure.outputs``), in order:
 1. count distinct people (or total a measure per person) from the person mart, read through the
    analyst's locked, read-only connection; the pseudonyms stay in this process's memory;
 2. apply the profile's primary rules; protect with secondary suppression. Count tables of the
-   same population (the scored people of one mart generation) are protected *jointly* with
+   same population (the scored people, named by who they are: ``population_id``) are protected *jointly* with
    every release of it already in the release ledger (earlier tables of this package, an
    earlier run), so no table can be differenced against another;
 3. audit: the attacker's LP (or verified moves) on everything published about the population.
@@ -43,6 +43,8 @@ from pipeline.disclosure.audit import AuditResult, audit_release
 from pipeline.disclosure.ledger import ReleaseLedger, apply_joint
 from pipeline.disclosure.outputs import (
     DIMENSIONS,
+    LABELS,
+    NAMES,
     ORDERS,
     OutputContract,
     OutputTable,
@@ -52,6 +54,7 @@ from pipeline.disclosure.outputs import (
 from pipeline.disclosure.profiles import Profile, profile_from_parameters
 from pipeline.disclosure.record import build_record, refuse_record_level, render_record
 from pipeline.disclosure.release import (
+    ABSENT,
     PRIMARY,
     SAFE,
     SECONDARY,
@@ -59,7 +62,7 @@ from pipeline.disclosure.release import (
     apply_magnitude_primary,
     apply_primary,
 )
-from pipeline.disclosure.secondary import protect
+from pipeline.disclosure.secondary import engine_for, protect
 from pipeline.disclosure.table import (
     TOTAL,
     Dimension,
@@ -74,11 +77,12 @@ from pipeline.ingest.gate import sha256_file
 from pipeline.ingest.staging import write_json_atomic
 from pipeline.report import Page, stacked_bars
 
-__all__ = ["PackageTable", "PublishResult", "ledger_dir", "publish", "publish_steps", "published_dir",
-           "verify_package"]
+__all__ = ["PackageTable", "PublishResult", "ledger_dir", "population_id", "publish", "publish_steps",
+           "published_dir", "verify_package"]
 
 MANIFEST = "manifest.json"
 MARKING = "OFFICIAL: aggregate output, disclosure controlled"
+HIDDEN_WARNING = 0.5  # a table hiding more than this share of its non-zero cells carries a warning
 
 
 @dataclass
@@ -94,6 +98,7 @@ class PackageTable:
     audited_with: list[str]
     ledger_release: str
     record: str
+    warning: str | None = None  # the table hides more than half its non-zero cells: what would hide less
 
 
 @dataclass
@@ -133,7 +138,8 @@ def _read_people(settings, keystore, contract: OutputContract) -> tuple[pl.DataF
 
     dims = sorted({d for t in contract.tables for d in t.dims})
     measures = sorted({t.measure for t in contract.tables if t.magnitude})
-    select = ", ".join([*(f"{DIMENSIONS[d]} AS {d}" for d in dims), *(f"p.{m} AS {m}" for m in measures)])
+    select = ", ".join([*(f"{DIMENSIONS[d]} AS {d}" for d in dims), *(f"p.{m} AS {m}" for m in measures),
+                        *(f"{NAMES[d][1]} AS {NAMES[d][0]}" for d in dims if d in NAMES)])
     con, _ = open_marts(settings, keystore, "analyst")
     try:
         people = con.execute(f"SELECT p.person_id, {select} FROM people p JOIN risk_scores r USING (person_id) "
@@ -146,6 +152,17 @@ def _read_people(settings, keystore, contract: OutputContract) -> tuple[pl.DataF
     if people.is_empty() or reference is None:
         raise UserError("the person mart has no risk tiers: run `safehaven stratify` before `safehaven publish`")
     return people, reference.isoformat(), tiers
+
+
+def population_id(mart: str, people: pl.DataFrame) -> str:
+    """The population a package counts, named by the people in it (the SHA-256 of their sorted
+    mart pseudonyms), not by the mart build: a re-link or re-run that scores the same people makes
+    the same population, so what it publishes is audited together with what was published before.
+    The digest of a set of pseudonyms names the set and cannot be turned back into them."""
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(sorted(people["person_id"].to_list())).encode()).hexdigest()
+    return f"{mart}:scored:{digest[:32]}"
 
 
 def _dimension(name: str, people: pl.DataFrame, tiers: list[str]) -> Dimension:
@@ -162,23 +179,28 @@ def _dimension(name: str, people: pl.DataFrame, tiers: list[str]) -> Dimension:
 
 def _protect(table: OutputTable, people: pl.DataFrame, dims: list[Dimension], profile: Profile,
              ledger: ReleaseLedger, population: str, method: str, package: str,
-             pending: list[tuple[str, Release]]) -> tuple[Release, AuditResult, list[str]]:
+             pending: list[tuple[str, Release]]) -> tuple[Release, AuditResult, list[str], str]:
     """Primary rules, secondary suppression and the audit. A count table is protected jointly
     with every recorded release of its population and with ``pending`` (this package's earlier
-    count tables of it); returns the release, the audit and the names of those releases."""
+    count tables of it); returns the release, the audit, the names of those releases and the
+    secondary-suppression engine used."""
     if table.magnitude:
-        built = build_magnitude_table(people, dims, table.measure)
-        release = protect(apply_magnitude_primary(built, profile), method=method)
-        return release, audit_release(release), []
+        release = apply_magnitude_primary(build_magnitude_table(people, dims, table.measure), profile)
+        engine = engine_for(release, method)
+        release = protect(release, method=engine)
+        return release, audit_release(release), [], engine
     frame = people.select("person_id", *table.dims)
     release = apply_primary(build_table(count_people(frame, dims), dims), profile)
     ignore = f"{package}/"  # this package's tables from a run that stopped early are made again, not joined
     past = [e.name for e in ledger.entries(population) if not e.name.startswith(ignore)]
     if not past and not pending:
-        release = protect(release, method=method)
-        return release, audit_release(release), []
-    joint = protect(ledger.joint(release, people, population, pending=pending, ignore=ignore), method=method)
-    return apply_joint(joint, release), audit_release(joint), [*past, *(name for name, _ in pending)]
+        engine = engine_for(release, method)
+        release = protect(release, method=engine)
+        return release, audit_release(release), [], engine
+    joint = ledger.joint(release, people, population, pending=pending, ignore=ignore)
+    engine = engine_for(joint, method)
+    joint = protect(joint, method=engine)
+    return apply_joint(joint, release), audit_release(joint), [*past, *(name for name, _ in pending)], engine
 
 
 def _order(frame: pl.DataFrame, dims: list[Dimension]) -> pl.DataFrame:
@@ -188,8 +210,12 @@ def _order(frame: pl.DataFrame, dims: list[Dimension]) -> pl.DataFrame:
     return frame.with_columns(ranks).sort([f"_rank_{d.name}" for d in dims]).drop([f"_rank_{d.name}" for d in dims])
 
 
-def _shown(table: OutputTable, release: Release, dims: list[Dimension]) -> pl.DataFrame:
-    """The published table: dimensions, the measure as shown, derived columns from shown numbers."""
+def _shown(table: OutputTable, release: Release, dims: list[Dimension], people: pl.DataFrame | None = None,
+           ) -> pl.DataFrame:
+    """The published table: dimensions (coded ones as labels, a name column beside a code), the
+    measure as shown, derived columns from shown numbers. Rows that are zero in every column of
+    the last dimension (with every other dimension fixed; a gender or age band no one in that
+    ward has) are left out: a reader loses nothing, and the table is no longer mostly zeros."""
     cells = release.table.cells.select(table.dims)
     shown = release.shown()
     frame = cells.with_columns(pl.Series(table.column, shown, dtype=pl.String))
@@ -205,7 +231,62 @@ def _shown(table: OutputTable, release: Release, dims: list[Dimension]) -> pl.Da
                    .when(pl.col("_d").is_null() | (pl.col("_d") == 0)).then(pl.lit(""))
                    .otherwise((100 * pl.col("_n") / pl.col("_d")).round(1).cast(pl.String)))
         frame = frame.with_columns(percent.alias(column)).drop("_d")
-    return _order(frame.drop("_n"), dims).select(table.columns)
+    if len(table.dims) > 1:
+        rest = list(table.dims[:-1])
+        frame = frame.filter(~(pl.col("_n") == 0).fill_null(False).all().over(rest))
+    frame = _order(frame.drop("_n"), dims)
+    for d in table.dims:
+        if d in NAMES:
+            name = NAMES[d][0]
+            names = ({} if people is None or name not in people.columns
+                     else dict(people.select(d, name).unique(d).iter_rows())) | {TOTAL: TOTAL}
+            frame = frame.with_columns(pl.col(d).replace_strict(names, default="", return_dtype=pl.String).alias(name))
+        if d in LABELS:
+            frame = frame.with_columns(pl.col(d).replace(LABELS[d]))
+    return frame.select(table.published_columns)
+
+
+def _hidden_nonzero(release: Release) -> float:
+    """The share of the table's non-zero cells that are hidden."""
+    values = release.values()
+    nonzero = (values > 0) & (release.status != ABSENT)
+    return float((release.hidden & nonzero).sum() / max(nonzero.sum(), 1))
+
+
+def _coarser(table: OutputTable, people: pl.DataFrame, dims: list[Dimension], profile: Profile,
+             ) -> tuple[str, float] | None:
+    """The table without the one dimension whose removal hides the smallest share of non-zero
+    cells (protected on its own by the cube engine, quick at any size: the joint engine would
+    hide no more): that dimension and the share; None for a one-dimension table."""
+    best = None
+    for i, dropped in enumerate(table.dims):
+        if len(table.dims) < 2:
+            break
+        keep = [d for j, d in enumerate(dims) if j != i]
+        names = [d.name for d in keep]
+        if table.magnitude:
+            release = apply_magnitude_primary(build_magnitude_table(people, keep, table.measure), profile)
+        else:
+            release = apply_primary(build_table(count_people(people.select("person_id", *names), keep), keep), profile)
+        share = _hidden_nonzero(protect(release, method="cube"))
+        if best is None or share < best[1]:
+            best = (dropped, share)
+    return best
+
+
+def _warning(table: OutputTable, release: Release, people: pl.DataFrame, dims: list[Dimension],
+             profile: Profile) -> str | None:
+    """A warning when the table hides more than half its non-zero cells, naming the coarser
+    table that would hide less."""
+    share = _hidden_nonzero(release)
+    if share <= HIDDEN_WARNING:
+        return None
+    text = (f"{table.name} hides {share:.0%} of its non-zero cells: too fine a breakdown for the number of people "
+            "in it")
+    coarser = _coarser(table, people, dims, profile)
+    if coarser is not None and coarser[1] < share:
+        text += f"; without {coarser[0]} it would hide about {coarser[1]:.0%}"
+    return text
 
 
 def _write_workbook(path: Path, built: list, meta: dict) -> None:
@@ -222,7 +303,10 @@ def _write_workbook(path: Path, built: list, meta: dict) -> None:
              ("Profile", meta["profile"]["description"]),
              ("Symbol", (f"{meta['profile']['symbol']} = hidden (too small to publish, or hidden so that a "
                          "small number cannot be worked out from the totals)")),
-             ("Total", "a value of Total is the margin over that column"), ("Marking", MARKING)]
+             ("Total", "a value of Total is the margin over that column"),
+             ("Percentages", "given only where both the count and the total it is a share of are shown"),
+             ("Rows left out", "rows that are zero in every column (no one in that group) are not listed"),
+             ("Marking", MARKING)]
     for row, (key, value) in enumerate(lines):
         about.write(row, 0, key, bold)
         about.write(row, 1, value)
@@ -231,9 +315,10 @@ def _write_workbook(path: Path, built: list, meta: dict) -> None:
     for table, _, _, shown, _ in built:
         sheet = workbook.add_worksheet(table.name[:31])
         sheet.write_row(0, 0, shown.columns, bold)
+        numeric = [c in (table.column, *table.derived) for c in shown.columns]
         for r, row in enumerate(shown.iter_rows(), start=1):
             for c, value in enumerate(row):
-                if c >= len(table.dims) and value not in (None, "") and value.lstrip("-").replace(".", "", 1).isdigit():
+                if numeric[c] and value not in (None, "") and value.lstrip("-").replace(".", "", 1).isdigit():
                     sheet.write_number(r, c, float(value) if "." in value else int(value))
                 else:
                     sheet.write_string(r, c, value or "")
@@ -253,7 +338,8 @@ def _view(table: OutputTable, shown: pl.DataFrame) -> tuple[dict[str, dict[str, 
         return {}, [], first, last
     rows: dict[str, dict[str, float]] = {}
     series = [v for v in dict.fromkeys(view[last].to_list()) if v != TOTAL]
-    for a, b, value in view.select(first, last, table.column).iter_rows():
+    label = NAMES[first][0] if first in NAMES else first  # a ward by its name
+    for a, b, value in view.select(label, last, table.column).iter_rows():
         if a != TOTAL and b != TOTAL:
             rows.setdefault(a, {})[b] = value
     return rows, series, first, last
@@ -274,9 +360,17 @@ def _page(meta: dict, built: list) -> str:
                   "Full tables: the CSV files and the workbook beside this page; disclosure records under "
                   "records/."), anchor="package")
     symbol = meta["profile"]["symbol"]
-    for table, release, result, shown, _ in built:
+    warnings = [extra["warning"] for *_, extra in built if extra.get("warning")]
+    if warnings:
+        page.section("Tables that hide too much", Page.text(
+            "These tables hide more than half of their non-zero cells, so most of what they could say is "
+            "hidden. A coarser table (one breakdown fewer) would show more; change the output contract to "
+            "publish it."), *(Page.text(f"{w}.", "bad") for w in warnings), anchor="warnings")
+    for table, release, result, shown, extra in built:
         rows, series, first, last = _view(table, shown)
         parts = [Page.text(table.description)]
+        if extra.get("warning"):
+            parts.append(Page.text(f"Warning: {extra['warning']}.", "bad"))
         numeric = {a: {b: float(v) for b, v in r.items() if v != symbol} for a, r in rows.items()}
         if rows and series:
             parts.append(Page.figure(stacked_bars(numeric, series, title=f"{table.column} by {first} and {last}",
@@ -318,7 +412,7 @@ def _write_package(folder: Path, built: list, meta: dict) -> list[str]:
     return files
 
 
-def publish(settings, keystore, audit: AuditLog, *, contract: str = "commissioning", method: str = "cube",
+def publish(settings, keystore, audit: AuditLog, *, contract: str = "commissioning", method: str = "auto",
             progress: Callable[[str], None] | None = None) -> PublishResult:
     """Build, protect, audit and publish the output package of ``contract``; see the module doc."""
     from pipeline.marts.build import current_mart
@@ -329,12 +423,12 @@ def publish(settings, keystore, audit: AuditLog, *, contract: str = "commissioni
     if pointer is None:
         raise UserError(f"no {spec.source_mart} mart yet: run `safehaven link` and `safehaven stratify` first")
     generation = Path(pointer["file"]).stem
-    population = f"{spec.source_mart}:{generation}:scored"
     root = published_dir(settings)
     with _package_lock(root):
         for stale in root.glob(".pending-*"):  # left by a run killed while writing (we hold the lock)
             shutil.rmtree(stale, ignore_errors=True)
         people, reference, tiers = _read_people(settings, keystore, spec)
+        population = population_id(spec.source_mart, people)
         package = f"{spec.name}-{reference}-{generation.removeprefix(f'{spec.source_mart}-')}"
         result = PublishResult(package, root / package, population, spec.profile.name, reference)
         if result.folder.exists():
@@ -348,19 +442,20 @@ def publish(settings, keystore, audit: AuditLog, *, contract: str = "commissioni
         for table in spec.tables:
             dims = [_dimension(d, people, tiers) for d in table.dims]
             table_population = f"{population}#{table.measure}" if table.magnitude else population
-            release, audited, joint = _protect(table, people, dims, spec.profile, ledger, table_population, method,
-                                               package, pending.get(table_population, []))
+            release, audited, joint, engine = _protect(table, people, dims, spec.profile, ledger, table_population,
+                                                       method, package, pending.get(table_population, []))
             if not audited.passed:
                 cells = "; ".join(", ".join(f"{k}={v}" for k, v in c.key.items()) for c in audited.failures[:5])
                 audit.append("disclosure.refused", {"package": package, "table": table.name,
                                                     "failures": len(audited.failures)})
                 raise DisclosureFailed(f"{table.name}: {len(audited.failures)} hidden cell(s) can be narrowed below "
                                        f"{spec.profile.protection_width} (e.g. {cells}); nothing was published")
-            shown = _shown(table, release, dims)
+            shown = _shown(table, release, dims, people)
             refuse_record_level(shown, table.name, count=table.column)
             pending.setdefault(table_population, []).append((f"{package}/{table.name}", release))
-            built.append((table, release, audited, shown, {"method": method, "audited_with": joint,
-                                                           "population": table_population}))
+            built.append((table, release, audited, shown, {
+                "method": engine, "audited_with": joint, "population": table_population,
+                "warning": _warning(table, release, people, dims, spec.profile)}))
             step(table.name)
             crash_point("publish.table-protected")
         meta = {"package": package, "contract": {"name": spec.name, "version": spec.version},
@@ -398,7 +493,8 @@ def _summary(table: OutputTable, release: Release, audited: AuditResult, extra: 
             "cells": release.table.cells.height, "hidden": int(release.hidden.sum()),
             "primary": int((release.status == PRIMARY).sum()), "secondary": int((release.status == SECONDARY).sum()),
             "audit_passed": audited.passed, "audited_with": extra["audited_with"],
-            "ledger_release": extra["ledger_release"], "record": f"records/{table.name}.json"}
+            "ledger_release": extra["ledger_release"], "record": f"records/{table.name}.json",
+            "warning": extra["warning"]}
 
 
 def _already(result: PublishResult, audit: AuditLog) -> PublishResult:

@@ -44,10 +44,11 @@ from pipeline.disclosure.cube import WIDE_SHORTLIST, CubeSearch, Move
 from pipeline.disclosure.lattice import Lattice
 from pipeline.disclosure.release import ABSENT, PRIMARY, SAFE, SECONDARY, Release
 
-__all__ = ["METHODS", "protect"]
+__all__ = ["METHODS", "engine_for", "protect"]
 
 EPS = 1e-6
-METHODS = ("cube", "lp", "joint")
+METHODS = ("auto", "cube", "lp", "joint")
+JOINT_CELLS = 2_000  # "auto": the joint engine for tables up to this size (it finishes in its time limit), cube above
 LP_CHECK_COST = 2000  # a cube move dearer than this (people in the cells it hides): look wider
 CLEANUP_ALL_CELLS = 100_000
 CLEANUP_TRIES_PER_MOVE = 0.05  # ... and then at most this many cells tried per move (the largest)
@@ -210,6 +211,7 @@ def protect(release: Release, method: str = "cube", workers: int | None = None,
     cleaned up, from the same starting point whatever the number of ``workers`` (processes), so
     the pattern does not depend on it; primaries at the top level, and cells that moves of more
     than one group use, are done afterwards in one process."""
+    method = engine_for(release, method)
     if method == "joint":
         return _joint(release, workers, time_limit)
     if method == "cube" and release.table.cells.height <= CHECKED_CELLS and (release.known is None or release.joint):
@@ -217,29 +219,48 @@ def protect(release: Release, method: str = "cube", workers: int | None = None,
     return _protect(release, method, workers)
 
 
+def engine_for(release: Release, method: str) -> str:
+    """The engine ``method`` names for this release: ``auto`` is the joint engine where the table
+    is small enough for it to finish within its time limit (``JOINT_CELLS``), cube above (the
+    engine for tables of England's size)."""
+    if method != "auto":
+        return method
+    return "joint" if release.table.cells.height <= JOINT_CELLS else "cube"
+
+
 def _joint(release: Release, workers: int | None, time_limit: float | None) -> Release:
-    """The joint engine's pattern where it protects and hides less than the cube engine's (which it
-    starts from, and which is kept otherwise); either way the pattern is held to the audit."""
+    """The joint engine's pattern where it hides less than the cube engine's (which it starts
+    from, and which is kept otherwise). When the time limit stops the search before the master's
+    pattern protects every primary, that pattern is repaired: the cube engine protects what it
+    leaves short, starting from it, and cleans up. Whatever is returned is held to the audit."""
     import dataclasses
 
     from pipeline.disclosure.audit import audit_release, moves_protect
-    from pipeline.disclosure.joint import TIME_LIMIT, apply_pattern, protect_joint
+    from pipeline.disclosure.joint import TIME_LIMIT, apply_pattern, cell_weights, protect_joint
 
-    start = dataclasses.replace(release, status=release.status.copy(), reasons=[list(r) for r in release.reasons])
-    cube = protect(start, "cube", workers)
-    found = protect_joint(dataclasses.replace(release, status=release.status.copy()), start=cube.hidden.copy(),
-                          time_limit=TIME_LIMIT if time_limit is None else time_limit)
-    weights = 1.0 + release.values().astype(float)
-    if found is not None and weights[found[0]].sum() < weights[cube.hidden].sum() - EPS:
-        hidden, moves, _ = found
-        joint = apply_pattern(dataclasses.replace(release, status=release.status.copy(),
-                                                  reasons=[list(r) for r in release.reasons]), hidden, moves)
+    def copy(of: Release) -> Release:
+        return dataclasses.replace(of, status=of.status.copy(), reasons=[list(r) for r in of.reasons])
+
+    cube = protect(copy(release), "cube", workers)
+    weights = cell_weights(release)
+    found = protect_joint(copy(release), start=cube.hidden.copy(),
+                          time_limit=TIME_LIMIT if time_limit is None else time_limit, weights=weights)
+    if found is None:
+        return cube
+    hidden, moves, result = found
+    if result.protected:
+        joint = apply_pattern(copy(release), hidden, moves)
         x = joint.table.matrix.tocsc()
         users = _users({key: (move, {int(c) for c in np.flatnonzero(np.abs(x[move.atoms, :].T @ move.coefficients)
                                                                      > EPS)}, 0.0) for key, move in moves.items()})
         _give_reasons(joint, users)
-        if moves_protect(joint) or audit_release(joint).passed:
-            return joint
+    else:
+        joint = copy(release)
+        joint.status[hidden & (joint.status == SAFE)] = SECONDARY
+        joint = _protect(joint, "cube", workers)
+    if weights[joint.hidden].sum() < weights[cube.hidden].sum() - EPS and (
+            moves_protect(joint) or audit_release(joint).passed):
+        return joint
     return cube
 
 

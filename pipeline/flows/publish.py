@@ -46,7 +46,7 @@ def verify(folder: str) -> list[str]:
 
 
 @flow(name="publish", persist_result=False, log_prints=False)
-def publish_flow(data_root: str, contract: str = "commissioning", method: str = "cube") -> dict:
+def publish_flow(data_root: str, contract: str = "commissioning", method: str = "auto") -> dict:
     """Build, protect, audit and publish an output package; then verify it as an output checker would."""
     logger = get_run_logger()
     result = publish_package(data_root, contract, method)

@@ -93,6 +93,9 @@ def _build_person(con, reference: dt.date, present: set[str]) -> None:
            if "stg_gp_prescribing" in present else "SELECT NULL::VARCHAR AS person_pid, 0 AS n WHERE false")
     asc = ("SELECT DISTINCT person_pid FROM linked_asc_clients WHERE person_pid IS NOT NULL"
            if "stg_asc_clients" in present else "SELECT NULL::VARCHAR AS person_pid WHERE false")
+    wards = ("SELECT ward_code, min(ward_name) AS ward_name FROM w.stg_postcode_lookup WHERE ward_code IS NOT NULL "
+             "GROUP BY ward_code" if "stg_postcode_lookup" in present
+             else "SELECT NULL::VARCHAR AS ward_code, NULL::VARCHAR AS ward_name WHERE false")
     lo, hi = f"DATE '{one_year_after(reference, -1)}'", f"DATE '{reference}'"
     cost = (  # each service's weekly cost over the days it ran in the year before the reference date
         "SELECT c.person_pid, sum(s.weekly_cost * greatest(date_diff('day', greatest(s.start_date, "
@@ -104,7 +107,7 @@ def _build_person(con, reference: dt.date, present: set[str]) -> None:
     con.execute(f"""
         CREATE TABLE m.people AS
         SELECT i.person_id, s.age::INTEGER AS age, {age_band_sql('s.age')} AS age_band, s.gender,
-               s.postcode_sector, s.lsoa21cd, s.ward_code, s.imd_decile::INTEGER AS imd_decile,
+               s.postcode_sector, s.lsoa21cd, s.ward_code, wn.ward_name, s.imd_decile::INTEGER AS imd_decile,
                CAST(ceil(s.imd_decile / 2) AS INTEGER) AS imd_quintile, s.registered_practice,
                array_to_string(s.sources, ',') AS feeds, s.gender_conflict, s.age_conflict,
                coalesce(apc.spells, 0)::BIGINT AS apc_spells_12m,
@@ -119,6 +122,7 @@ def _build_person(con, reference: dt.date, present: set[str]) -> None:
                coalesce(ltc.n, 0)::BIGINT AS ltc_count,
                coalesce(bnf.n, 0)::BIGINT AS bnf_chapters
         FROM w.spine s JOIN _mart_ids i USING (person_pid)
+        LEFT JOIN ({wards}) wn USING (ward_code)
         LEFT JOIN ({apc}) apc USING (person_pid)
         LEFT JOIN ({count('ecds_attendances', 'arrival_date')}) ae USING (person_pid)
         LEFT JOIN ({count('sus_op_attendances', 'appointment_date', "AND attendance_status IN ('5', '6')")}) op

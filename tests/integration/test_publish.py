@@ -16,7 +16,7 @@ from pipeline.audit import AuditLog
 from pipeline.disclosure import TOTAL
 from pipeline.disclosure import publish as publish_module
 from pipeline.disclosure.ledger import ReleaseLedger
-from pipeline.disclosure.outputs import load_output_contract
+from pipeline.disclosure.outputs import LABELS, load_output_contract
 from pipeline.disclosure.publish import ledger_dir, publish, published_dir, verify_package
 from pipeline.errors import ContractError, DisclosureFailed, OutputTampered
 from pipeline.keys import open_keystore
@@ -63,7 +63,7 @@ def test_the_package_holds_every_table_and_verifies(published):
     contract = load_output_contract(settings.contracts_dir, "commissioning")
     for table in contract.tables:
         frame = pl.read_csv(folder / f"{table.name}.csv", infer_schema=False)
-        assert tuple(frame.columns) == table.columns  # exactly the contract's columns, in order
+        assert tuple(frame.columns) == table.published_columns  # the contract's columns, in order, names beside codes
         record = json.loads((folder / "records" / f"{table.name}.json").read_text())
         assert record["audit"]["passed"] and record["profile"]["name"] == "safehaven"
         assert {f["name"] for f in record["files"]} == {f"{table.name}.csv", f"{result.package}.xlsx"}
@@ -86,8 +86,12 @@ def test_shown_numbers_are_the_true_counts_and_hidden_cells_are_the_small_ones(p
         for key in {(w, a, g, t) for w in (ward, TOTAL) for a in (age, TOTAL) for g in (gender, TOTAL)
                     for t in (tier, TOTAL)}:
             truth[key] = truth.get(key, 0) + 1
+    codes = {label: code for code, label in LABELS["gender"].items() if code != "unknown"}
     hidden = 0
-    for ward, age, gender, tier, value in shown.iter_rows():
+    listed = set()
+    for ward, _, age, gender, tier, value in shown.iter_rows():
+        gender = codes.get(gender, gender)  # published as labels: Male, Female, ...
+        listed.add((ward, age, gender))
         true = truth.get((ward, age, gender, tier), 0)
         if value == "*":
             hidden += 1
@@ -98,6 +102,10 @@ def test_shown_numbers_are_the_true_counts_and_hidden_cells_are_the_small_ones(p
     assert shown.filter(pl.col("ward_code") == TOTAL, pl.col("age_band") == TOTAL, pl.col("gender") == TOTAL,
                         pl.col("risk_tier") == TOTAL)["people"].item() == str(people.height)
     assert 0 < hidden < shown.height
+    # Rows are left out (a gender no one of that age in that ward has), but only rows with no one in them.
+    every = {(w, a, g) for w in shown["ward_code"].unique() for a in shown["age_band"].unique()
+             for g in {codes.get(g, g) for g in shown["gender"].unique()}}
+    assert {key[:3] for key in truth} <= listed < every
 
     cost = pl.read_csv(result.folder / "social_care_cost_by_tier.csv", infer_schema=False)
     total = cost.filter(pl.col("risk_tier") == TOTAL, pl.col("age_band") == TOTAL)["social_care_cost_gbp"].item()
@@ -145,7 +153,7 @@ def test_percent_of_ward_is_derived_from_published_numbers_only(published):
     release = protect(apply_primary(build_table(count_people(people, dims), dims), PROFILES["safehaven"]))
     table = OutputTable("ltc", "", ("ward_code", "long_term_conditions"), "people", "people", ("percent_of_ward",))
     frame = publish_module._shown(table, release, dims)
-    assert frame.columns == ["ward_code", "long_term_conditions", "people", "percent_of_ward"]
+    assert frame.columns == ["ward_code", "ward_name", "long_term_conditions", "people", "percent_of_ward"]
     assert frame.filter(pl.col("ward_code") == "W2", pl.col("long_term_conditions") == "1")["percent_of_ward"] \
         .item() == "35.0"  # 55 of W2's 157
     assert _check_percent(frame) >= 6
@@ -203,8 +211,9 @@ def test_the_workbook_has_a_sheet_per_table_and_numbers_as_numbers(published):
         assert sheets == ["About", *(t[:31] for t in TABLES)]
         first = book.read("xl/worksheets/sheet2.xml").decode()
         strings = book.read("xl/sharedStrings.xml").decode()
-    assert re.search(r'<c r="E\d+" s="\d+"?><v>\d+</v></c>|<c r="E\d+"><v>\d+</v></c>', first)  # numeric cells
-    assert "<t>*</t>" in strings and "<t>Total</t>" in strings
+    # the counts (column F, after the ward's code and name and three more dimensions) are numbers
+    assert re.search(r'<c r="F\d+" s="\d+"?><v>\d+</v></c>|<c r="F\d+"><v>\d+</v></c>', first)
+    assert "<t>*</t>" in strings and "<t>Total</t>" in strings and "<t>Female</t>" in strings
 
 
 def test_nothing_in_the_package_or_the_ledger_holds_an_identifier(published):
@@ -307,8 +316,13 @@ def test_the_recorded_release_reaudits_from_the_ledger(published):
     settings, _, _, result, _ = published
     entry = ReleaseLedger(ledger_dir(settings)).entries()[0]
     kept = pl.read_parquet(ledger_dir(settings) / "releases" / entry.file)
-    csv = pl.read_csv(result.folder / f"{TABLES[0]}.csv", infer_schema=False)
-    assert sorted(kept.select(*csv.columns[:4], pl.col("shown").alias("people")).rows()) == sorted(csv.rows())
+    codes = {label: code for code, label in LABELS["gender"].items() if code != "unknown"}
+    csv = pl.read_csv(result.folder / f"{TABLES[0]}.csv", infer_schema=False).drop("ward_name") \
+        .with_columns(pl.col("gender").replace(codes))
+    ledger = kept.select(*csv.columns[:4], pl.col("shown").alias("people"))
+    assert set(csv.rows()) <= set(ledger.rows())
+    left_out = ledger.join(csv, on=csv.columns[:4], how="anti")  # rows with no one in them
+    assert left_out.height and set(left_out["people"]) == {"0"}
 
 
 def test_publishing_before_stratify_is_a_clear_error(linked, tmp_path):
@@ -337,3 +351,92 @@ def test_records_state_the_rules_and_widths_each_table_was_held_to(published):
     page = (result.folder / "index.html").read_text()
     assert "could not be narrowed below 8." not in page
     assert "narrowed to fewer than 8 people" in page and "its own protection level" in page
+
+
+def test_the_package_reads_as_a_commissioner_expects(published, tmp_path):
+    """Ward names beside codes, gender as labels, and a table that hides more than half of its
+    non-zero cells carries a warning (summary, manifest and page) naming the coarser table."""
+    settings, keystore, _, result, _ = published
+    people = _scored(settings, keystore)
+    names = dict(people.select("ward_code", "ward_name").unique().iter_rows()) | {"unknown": "unknown", TOTAL: TOTAL}
+    frame = pl.read_csv(result.folder / "long_term_conditions_by_ward.csv", infer_schema=False)
+    for code, name in frame.select("ward_code", "ward_name").unique().iter_rows():
+        assert name == names[code] and name
+    genders = set(pl.read_csv(result.folder / "people_by_ward_age_gender_tier.csv", infer_schema=False)["gender"])
+    assert {"Male", "Female", TOTAL} <= genders <= {*LABELS["gender"].values(), TOTAL}
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    warned = {t["name"]: t["warning"] for t in manifest["tables"] if t["warning"]}
+    assert {t.name: t.warning for t in result.tables if t.warning} == warned
+    assert "people_by_ward_age_gender_tier" in warned  # small population, four-way table: most cells hidden
+    assert re.fullmatch(r"people_by_ward_age_gender_tier hides (5[1-9]|[6-9]\d|100)% of its non-zero cells: .*; "
+                        r"without \w+ it would hide about \d+%", warned["people_by_ward_age_gender_tier"])
+    dom, _ = render(result.folder / "index.html", tmp_path)
+    assert 'id="warnings"' in dom and "people_by_ward_age_gender_tier hides" in dom
+
+
+def test_the_warning_names_the_coarser_table_that_hides_less():
+    """Made the obvious way: each one-dimension-fewer table protected on its own, the least hidden
+    named; a table hiding half or less of its non-zero cells has no warning."""
+    from pipeline.disclosure import (
+        PROFILES,
+        Dimension,
+        apply_primary,
+        build_table,
+        count_people,
+        protect,
+    )
+    from pipeline.disclosure.outputs import OutputTable
+
+    sizes = {("W1", "1"): 30, ("W1", "2"): 28, ("W1", "9"): 1, ("W2", "1"): 33, ("W2", "2"): 31, ("W2", "9"): 2,
+             ("W3", "1"): 2, ("W3", "2"): 3, ("W3", "9"): 0}
+    rows = [(f"p{w}{g}{i}", w, g, "low" if i % 2 else "high") for (w, g), n in sizes.items() for i in range(n)]
+    people = pl.DataFrame(rows, schema=["person_id", "ward_code", "gender", "risk_tier"], orient="row")
+    dims = [Dimension.flat("ward_code", ["W1", "W2", "W3"]), Dimension.flat("gender", ["1", "2", "9"]),
+            Dimension.flat("risk_tier", ["high", "low"])]
+    profile = PROFILES["safehaven"]
+    table = OutputTable("t", "", ("ward_code", "gender", "risk_tier"), "people", "people")
+    release = protect(apply_primary(build_table(count_people(people, dims), dims), profile))
+    share = publish_module._hidden_nonzero(release)
+    shares = {}
+    for i, dim in enumerate(table.dims):
+        keep = [d for j, d in enumerate(dims) if j != i]
+        coarser = protect(apply_primary(build_table(count_people(people.select("person_id", *(d.name for d in keep)),
+                                                                 keep), keep), profile))
+        values = coarser.values()
+        shares[dim] = (coarser.hidden & (values > 0)).sum() / (values > 0).sum()
+    best = min(shares, key=shares.get)
+    warning = publish_module._warning(table, release, people, dims, profile)
+    assert share > 0.5 and warning == (f"t hides {share:.0%} of its non-zero cells: too fine a breakdown for the "
+                                       f"number of people in it; without {best} it would hide about {shares[best]:.0%}")
+    two = [dims[0], dims[2]]
+    coarse = protect(apply_primary(build_table(count_people(people.select("person_id", "ward_code", "risk_tier"), two),
+                                               two), profile))
+    assert publish_module._hidden_nonzero(coarse) <= 0.5
+    assert publish_module._warning(OutputTable("c", "", ("ward_code", "risk_tier"), "people", "people"), coarse,
+                                   people, two, profile) is None
+
+
+def test_a_republish_after_a_new_mart_build_of_the_same_people_is_audited_against_the_earlier_release(
+        published, tmp_path_factory):
+    """The ledger names a population by the people in it, not by the mart build: after the marts
+    are built again (as a re-link does), the same people make the same population, so the new
+    package's first table is protected and audited together with everything published before."""
+    from pipeline.linkage import publish as publish_marts
+
+    settings0, _, _, first, _ = published
+    root = copy_root(settings0.data_root, tmp_path_factory.mktemp("republish") / "data")
+    settings = synthetic_settings(root)
+    keystore = open_keystore(settings, create_demo=True)
+    audit = AuditLog(settings.audit_log)
+    publish_marts(settings, keystore, audit)
+    second = publish(settings, keystore, audit)
+    assert second.package != first.package and second.population == first.population
+    earlier = {f"{first.package}/{name}" for name in TABLES[:2]}
+    by_name = {t.name: t for t in second.tables}
+    assert earlier <= set(by_name["people_by_ward_age_gender_tier"].audited_with)
+    assert all(t.audit_passed for t in second.tables) and verify_package(second.folder) == []
+    # What both packages show of the same cell is the same number, or hidden in the second.
+    one, two = (pl.read_csv(r.folder / "long_term_conditions_by_ward.csv", infer_schema=False) for r in (first, second))
+    joined = one.join(two, on=["ward_code", "long_term_conditions"], suffix="_2")
+    assert joined.height == one.height
+    assert joined.filter((pl.col("people") != "*") & (pl.col("people_2") != "*") & (pl.col("people") != pl.col("people_2"))).is_empty()
