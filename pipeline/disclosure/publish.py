@@ -187,7 +187,7 @@ def _protect(table: OutputTable, people: pl.DataFrame, dims: list[Dimension], pr
     if table.magnitude:
         release = apply_magnitude_primary(build_magnitude_table(people, dims, table.measure), profile)
         engine = engine_for(release, method)
-        release = protect(release, method=engine)
+        release = protect(release, method=method)
         return release, audit_release(release), [], engine
     frame = people.select("person_id", *table.dims)
     release = apply_primary(build_table(count_people(frame, dims), dims), profile)
@@ -195,11 +195,11 @@ def _protect(table: OutputTable, people: pl.DataFrame, dims: list[Dimension], pr
     past = [e.name for e in ledger.entries(population) if not e.name.startswith(ignore)]
     if not past and not pending:
         engine = engine_for(release, method)
-        release = protect(release, method=engine)
+        release = protect(release, method=method)
         return release, audit_release(release), [], engine
     joint = ledger.joint(release, people, population, pending=pending, ignore=ignore)
     engine = engine_for(joint, method)
-    joint = protect(joint, method=engine)
+    joint = protect(joint, method=method)
     return apply_joint(joint, release), audit_release(joint), [*past, *(name for name, _ in pending)], engine
 
 

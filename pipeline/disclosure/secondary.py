@@ -49,6 +49,7 @@ __all__ = ["METHODS", "engine_for", "protect"]
 EPS = 1e-6
 METHODS = ("auto", "cube", "lp", "joint")
 JOINT_CELLS = 2_000  # "auto": the joint engine for tables up to this size (it finishes in its time limit), cube above
+AUTO_TIME_LIMIT = 30.0  # "auto": the joint engine's time limit per table (a package has several)
 LP_CHECK_COST = 2000  # a cube move dearer than this (people in the cells it hides): look wider
 CLEANUP_ALL_CELLS = 100_000
 CLEANUP_TRIES_PER_MOVE = 0.05  # ... and then at most this many cells tried per move (the largest)
@@ -211,6 +212,8 @@ def protect(release: Release, method: str = "cube", workers: int | None = None,
     cleaned up, from the same starting point whatever the number of ``workers`` (processes), so
     the pattern does not depend on it; primaries at the top level, and cells that moves of more
     than one group use, are done afterwards in one process."""
+    if method == "auto" and time_limit is None:
+        time_limit = AUTO_TIME_LIMIT
     method = engine_for(release, method)
     if method == "joint":
         return _joint(release, workers, time_limit)

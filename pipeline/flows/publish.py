@@ -55,8 +55,12 @@ def publish_flow(data_root: str, contract: str = "commissioning", method: str = 
         raise RuntimeError(f"package {result['package']} failed verification: {problems[0]}")
     logger.info("package %s: %d tables, %s", result["package"], len(result["tables"]),
                 "already published" if result["already_published"] else "published")
+    for t in result["tables"]:
+        if t.get("warning"):  # shares of cells only, never a value
+            logger.warning("%s", t["warning"])
     create_table_artifact(key="published-package", table=[
         {"table": t["name"], "kind": t["kind"], "cells": t["cells"], "hidden": t["hidden"],
-         "primary": t["primary"], "secondary": t["secondary"], "audit": "passed" if t["audit_passed"] else "FAILED"}
+         "primary": t["primary"], "secondary": t["secondary"], "audit": "passed" if t["audit_passed"] else "FAILED",
+         "warning": t.get("warning") or ""}
         for t in result["tables"]], description=f"Package {result['package']}: disclosure control per table (counts)")
     return result

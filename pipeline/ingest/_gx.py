@@ -49,6 +49,7 @@ class GxProject:
         #: (Dask workers share the project): one caller at a time, everywhere.
         self.lock = SharedLock(self.project_dir / ".project.lock")
         with self.lock:
+            drop_half_written(self.project_dir)
             self.context = gx.get_context(mode="file", project_root_dir=str(self.project_dir))
             variables = self.context.variables
             bars = variables.progress_bars
@@ -208,6 +209,30 @@ class GxProject:
     @property
     def results_dir(self) -> Path:
         return self.project_dir / "gx" / "uncommitted" / "validations"
+
+
+#: GX stores rebuilt from the contracts on every run (``_checkpoint``): safe to drop when damaged.
+DERIVED_STORES = ("expectations", "validation_definitions", "checkpoints")
+
+
+def drop_half_written(project_dir: Path) -> list[Path]:
+    """Remove suite, validation-definition and checkpoint files that are not valid JSON: GX
+    writes them in place, so a run killed during a write leaves one that every later run fails
+    to load ("ExpectationSuite() argument after ** must be a mapping"). They are compiled from
+    the contracts again when next needed. Validation results are evidence and are left alone."""
+    import json
+
+    dropped = []
+    for store in DERIVED_STORES:
+        for path in sorted((Path(project_dir) / "gx" / store).glob("*.json")):
+            try:
+                ok = isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+            except (OSError, ValueError):
+                ok = False
+            if not ok:
+                path.unlink(missing_ok=True)
+                dropped.append(path)
+    return dropped
 
 
 def data_docs_index(project_dir: Path) -> Path:

@@ -52,7 +52,10 @@ def test_prefect_holds_the_runs_with_paths_and_counts_only(demo_root):
         assert set(json.loads(parameters)) == {"data_root", "contract", "method"}
     rows = artifacts[-1] if isinstance(artifacts[-1], list) else json.loads(artifacts[-1])
     assert {r["table"] for r in rows} == set(TABLES)
-    assert all(set(r) == {"table", "kind", "cells", "hidden", "primary", "secondary", "audit"} for r in rows)
+    assert all(set(r) == {"table", "kind", "cells", "hidden", "primary", "secondary", "audit", "warning"} for r in rows)
+    # the warning on a table that hides most of its non-zero cells: shares, never a value
+    warned = {r["table"]: r["warning"] for r in rows if r["warning"]}
+    assert warned and all(w.startswith(f"{t} hides ") and w.count("%") in (1, 2) for t, w in warned.items())
 
 
 def test_the_published_csv_passes_the_independent_check(demo_root):

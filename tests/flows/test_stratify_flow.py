@@ -83,7 +83,8 @@ def test_cli_reidentifies_for_a_practice_and_verifies_its_pack(demo_root, tmp_pa
     tampered = tmp_path / "copy"
     shutil.copytree(folder, tampered)
     csv = tampered / f"{practice}.csv"
-    csv.write_bytes(csv.read_bytes()[:-2] + b"9\n")
+    body = csv.read_bytes()  # change the last character (to a 9, or an 8 if it is a 9: a real change)
+    csv.write_bytes(body[:-2] + (b"8" if body[-2:-1] == b"9" else b"9") + b"\n")
     bad = run_cli("packs", "verify", str(tampered / pack.name), "--public-key", str(key), root=demo_root, env=ENV)
     assert bad.returncode == 60 and "changed" in bad.stderr and "Traceback" not in bad.stderr
 

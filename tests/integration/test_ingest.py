@@ -278,3 +278,24 @@ def test_a_rerun_leaves_the_ingested_markers_alone(population_copy):
     time.sleep(1.1)  # marked_at has one-second resolution: a rewrite would show
     assert {r.status for r in ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout", "gp"])} == {"skipped"}
     assert {m: json.loads(m.read_text())["marked_at"] for m in markers} == before
+
+
+def test_a_gx_file_half_written_by_a_killed_run_does_not_stop_the_next(population_copy):
+    """Found by the kill-and-rerun flow test (a fresh-clone CI run): a run killed while GX wrote a
+    suite left a file every later run failed on. Suites, validation definitions and checkpoints
+    come from the contracts: a damaged one is dropped and made again; results are kept."""
+    ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout"])
+    gx_dir = population_copy.validation_dir / "gx"
+    damaged = []
+    for store, text in (("expectations", ""), ("validation_definitions", '{"name": "validate-'),
+                        ("checkpoints", "null")):
+        path = min((gx_dir / store).glob("*.json"))
+        path.write_text(text)
+        damaged.append(path)
+    results = sorted((gx_dir / "uncommitted" / "validations").rglob("*.json"))
+    staged = ingest(population_copy, ["sus_apc"])
+    assert staged and {r.status for r in staged} == {"staged"}
+    assert set(results) < set((gx_dir / "uncommitted" / "validations").rglob("*.json"))
+    again = [p for p in damaged if p.exists()]
+    import json
+    assert all(isinstance(json.loads(p.read_text()), dict) for p in again)
