@@ -1,8 +1,9 @@
 """Joint secondary suppression: the cheapest pattern for all primaries at once (Fischetti and
 Salazar's model, solved by Benders decomposition on HiGHS).
 
-One 0/1 variable ``y`` per cell (1 = hidden); the objective is the cells' weights (``1 + count``,
-as the other engines use), so the pattern hides as little as the model allows. For each primary
+One 0/1 variable ``y`` per cell (1 = hidden); the objective is the cells' weights
+(``cell_weights``: a cost per cell plus the people in an inner cell, the square root of a
+margin's count), so the pattern hides as little as the model allows. For each primary
 cell and direction (a *target*: move the primary by its protection level ``L``), the attacker's
 problem is a linear program over the atoms of the whole table: can the atom counts change so
 that the primary moves by ``L`` while every published cell stays the same? In the model a
@@ -20,7 +21,8 @@ capped at its right-hand side, as ``y`` is 0/1). The search cuts the LP relaxati
 bound is the proof of optimality), then solves the master MIP, checks its pattern, adds the cuts
 that pattern fails and solves again, until the master's pattern passes every check: that
 pattern is then the cheapest in the model. The cube engine's pattern is the MIP's first
-incumbent, so the joint pattern is never worse than cube's when the time limit stops the search.
+incumbent and the bar to beat; when the time limit stops the search first, the master's last
+pattern is returned without moves, for the caller to repair (``secondary._joint``).
 
 Zero cells stay eligible as secondaries: in the model, as in the audit, they can only move up.
 A check whose pattern is covered by the move found last time (every cell it changes is still
