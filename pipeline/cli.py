@@ -858,11 +858,8 @@ def query(
     data_root: DataRoot = None, as_of: AsOf = None,
 ) -> None:
     """Query the marts your role may read: read-only, external access off, audited."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
     from pipeline.keys import open_keystore
-    from pipeline.marts import run_query
+    from pipeline.marts import export_result, run_query
 
     settings = _settings(data_root, as_of=as_of)
     for target in (csv, parquet):
@@ -871,12 +868,10 @@ def query(
                             "disclosure control")
     keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
     result = run_query(settings, keystore, role, sql, settings.audit())
-    if csv:
-        pacsv.write_csv(result.table, csv)
-        console.print(f"{result.rows:,} rows written to {csv}")
-    if parquet:
-        pq.write_table(result.table, parquet)
-        console.print(f"{result.rows:,} rows written to {parquet}")
+    for target, fmt in ((csv, "csv"), (parquet, "parquet")):
+        if target:
+            export_result(result, target, settings.audit(), role, fmt)
+            console.print(f"{result.rows:,} rows written to {target} (readable by you only; the export is audited)")
     if not csv and not parquet:
         table = Table(title=f"{result.rows:,} rows (marts: {', '.join(result.marts)})")
         for name in result.table.column_names:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -24,7 +25,7 @@ from pipeline.logs import redact
 from pipeline.marts.build import current_mart
 from pipeline.marts.contracts import load_mart_contracts, roles_of
 
-__all__ = ["QueryResult", "open_marts", "run_query"]
+__all__ = ["QueryResult", "export_result", "open_marts", "run_query"]
 
 _READS = {duckdb.StatementType.SELECT}
 
@@ -108,3 +109,30 @@ def run_query(settings, keystore, role: str, sql: str, audit, actor: str | None 
         con.close()
     audit.append("query.run", base | {"marts": list(attached), "rows": table.num_rows})
     return QueryResult(table, attached)
+
+
+def export_result(result: QueryResult, path, audit, role: str, fmt: str = "csv", actor: str | None = None) -> Path:
+    """Write a query's result to ``path`` (``fmt``: csv or parquet) readable by its owner
+    only (0600, whatever the umask; an existing file is replaced, not rewritten in place), and
+    audit where it went and how many rows: an export is person-level data leaving the marts."""
+    import os
+    import tempfile
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if fmt not in ("csv", "parquet"):
+        raise UserError(f"export format {fmt!r}: csv or parquet")
+    fd, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # created 0600
+    try:
+        os.close(fd)
+        (pq.write_table if fmt == "parquet" else pacsv.write_csv)(result.table, scratch)
+        os.chmod(scratch, 0o600)
+        os.replace(scratch, path)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
+    audit.append("query.exported", {"role": role, "user": actor or getpass.getuser(), "path": str(path.resolve()),
+                                    "format": fmt, "rows": result.rows, "marts": list(result.marts)})
+    return path

@@ -31,7 +31,7 @@ from pipeline.settings import Settings
 __all__ = ["EvidencePack", "assert_no_identifiers", "build_evidence_pack", "collect_evidence", "visible_text"]
 
 #: Audit events shown as the query, re-identification and destruction trails.
-QUERY_EVENTS = ("query.run", "query.refused", "query.failed")
+QUERY_EVENTS = ("query.run", "query.exported", "query.refused", "query.failed")
 REIDENTIFY_EVENTS = ("reidentify.request", "reidentify.refused")
 #: The four identifiers the founding design allows in (date of birth becomes age at activity).
 PERMITTED = {FirewallAction.PSEUDONYMISE_NHS_NUMBER, FirewallAction.POSTCODE_GEOGRAPHY, FirewallAction.AGE_AT_ACTIVITY,
@@ -491,7 +491,7 @@ def render_evidence(pack: EvidencePack) -> str:
                           [[r["seq"], r["when"], r["event"], r["by"], *(_short(r["details"].get(k)) for k in keys)]
                            for r in rows]) if rows else Page.text("None recorded.")
 
-    page.section("Queries", trail(pack.queries, ["role", "marts", "rows", "sql", "reason"]), anchor="queries")
+    page.section("Queries", trail(pack.queries, ["role", "marts", "rows", "sql", "path", "reason"]), anchor="queries")
     page.section("Re-identification requests", trail(pack.reidentifications, ["practice", "requester", "purpose", "counts", "reason"]),
                  anchor="reidentification")
     page.section("Opt-out overrides", trail(pack.opt_out_overrides, ["feed", "list", "delivery", "age_days",

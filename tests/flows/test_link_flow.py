@@ -101,13 +101,22 @@ def test_query_refuses_a_write_and_audits_it(demo_root, tmp_path):
     assert entry["event"] == "query.refused" and entry["details"]["role"] == "analyst"
     assert entry["details"]["sql"].startswith("DELETE FROM people")
 
-    target = tmp_path / "bands.csv"
+    # Exports (issue 20): owner-only whatever the umask, even over a world-readable file that was
+    # there, and audited with where they went and how many rows.
+    target, parquet = tmp_path / "bands.csv", tmp_path / "bands.data"
+    target.write_text("old\n")
+    target.chmod(0o644)
     ok = run_cli("query", "--role", "analyst", "SELECT age_band, count(*) AS n FROM people GROUP BY ALL",
-                 "--csv", str(target), root=demo_root, env=ENV)
+                 "--csv", str(target), "--parquet", str(parquet), root=demo_root, env=ENV)
     assert ok.returncode == 0, ok.stderr[-2000:]
-    assert pl.read_csv(target)["n"].sum() > 1000
-    entry = json.loads((demo_root / "audit" / "audit.jsonl").read_text().splitlines()[-1])
-    assert entry["event"] == "query.run" and entry["details"]["rows"] == pl.read_csv(target).height
+    assert pl.read_csv(target)["n"].sum() > 1000 and pl.read_parquet(parquet).equals(pl.read_csv(target))
+    assert (target.stat().st_mode & 0o777, parquet.stat().st_mode & 0o777) == (0o600, 0o600)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bands")]  # no scratch file left
+    run, *exported = [json.loads(line) for line in (demo_root / "audit" / "audit.jsonl").read_text().splitlines()[-3:]]
+    assert run["event"] == "query.run" and run["details"]["rows"] == pl.read_csv(target).height
+    assert [(e["event"], e["details"]["path"], e["details"]["format"], e["details"]["rows"]) for e in exported] == [
+        ("query.exported", str(target.resolve()), "csv", run["details"]["rows"]),
+        ("query.exported", str(parquet.resolve()), "parquet", run["details"]["rows"])]
 
     shown = run_cli("query", "--role", "analyst", "SELECT * FROM people", root=demo_root, env=ENV)
     assert shown.returncode == 0 and "rows (marts: person)" in shown.stdout and "showing 50 of" in shown.stdout
