@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install tools browser demo test test-unit test-spec test-integration test-flows test-acceptance lint bench lock clean
+.PHONY: install tools browser hsm demo test test-unit test-spec test-integration test-flows test-acceptance lint bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -52,10 +52,14 @@ browser:  ## headless Chromium for the report page tests (Debian package; needs 
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  { echo "installing Chromium (apt-get)"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
+hsm:  ## SoftHSM2, the PKCS#11 token the HSM credential tests use (Debian package; needs root or sudo)
+	@test -f /usr/lib/softhsm/libsofthsm2.so && command -v softhsm2-util >/dev/null 2>&1 || \
+	  { echo "installing SoftHSM2 (apt-get)"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq softhsm2 >/dev/null; }
+
 TESTS        := tests/unit tests/spec tests/integration tests/flows tests/acceptance
 TEST_WORKERS ?= 2
 
-test: lint browser tools  ## everything CI runs: every test kind in one session (shared fixtures), on two workers
+test: lint browser hsm tools  ## everything CI runs: every test kind in one session (shared fixtures), on two workers
 	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup $(TESTS) -q --durations=30
 
 test-unit: install  ## fast, no files beyond tmp
@@ -64,7 +68,7 @@ test-unit: install  ## fast, no files beyond tmp
 test-spec: install  ## small tables in, decision out
 	$(PYTEST) tests/spec -q
 
-test-integration: install browser tools  ## real files, GX project, CLI, report pages in headless Chromium
+test-integration: install browser hsm tools  ## real files, GX project, CLI, report pages in headless Chromium
 	$(PYTEST) tests/integration -q
 
 test-flows: install  ## the Prefect flows, run as `safehaven` runs them (ephemeral server)

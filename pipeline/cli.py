@@ -866,7 +866,8 @@ def query(
         if target and settings.outputs_dir.resolve() in target.resolve().parents:
             raise UserError("query results may not be written under outputs/: publish aggregates through "
                             "disclosure control")
-    keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
+    # Only the role's own credential: a query never holds the warehouse's keys or the linkage key.
+    keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers, roles=(role,))
     result = run_query(settings, keystore, role, sql, settings.audit())
     for target, fmt in ((csv, "csv"), (parquet, "parquet")):
         if target:
@@ -886,26 +887,78 @@ def query(
 # keys -----------------------------------------------------------------------------------
 @keys_app.command("init")
 def keys_init(data_root: DataRoot = None, as_of: AsOf = None) -> None:
-    """Create the keystore, encrypted under SAFEHAVEN_KEK or SAFEHAVEN_KEYSTORE_PASSPHRASE."""
-    from pipeline.keys import KeyEncryptionKey, LocalKeystore
+    """Create the keystore: a key pair per role (engineer, ig-lead and each mart reader), each
+    sealed by that role's credential (SAFEHAVEN_KEK for the engineer, SAFEHAVEN_KEK_<ROLE> for the
+    others: a key, 'passphrase:...' or a pkcs11: URI). A role with no credential of its own shares
+    the engineer's until 'safehaven keys credential' gives it one."""
+    from pipeline.keys import ENGINEER, KeyHolders, LocalKeystore, Pkcs11Credential, role_credential
 
     settings = _settings(data_root, as_of=as_of)
-    kek = KeyEncryptionKey.from_text(
-        settings.kek.get_secret_value() if settings.kek else None,
-        settings.keystore_passphrase.get_secret_value() if settings.keystore_passphrase else None,
-    )
-    store = LocalKeystore.create(settings.keystore_path, kek)
-    settings.audit().append("keys.created", {"active": store.active_version()})
+    holders = KeyHolders.from_contracts(settings.contracts_dir)
+    engineer = role_credential(settings, ENGINEER)
+    if engineer is None:
+        raise UserError("set SAFEHAVEN_KEK (or SAFEHAVEN_KEYSTORE_PASSPHRASE): the engineer's credential")
+    credentials = {r: c for r in holders.roles if (c := role_credential(settings, r)) is not None}
+    for credential in credentials.values():
+        if isinstance(credential, Pkcs11Credential):
+            credential.create_key()
+    store = LocalKeystore.create(settings.keystore_path, engineer, credentials=credentials, roles=holders.roles,
+                                 holders=holders)
+    settings.audit().append("keys.created", {"active": store.active_version(), "roles": list(holders.roles),
+                                             "own_credential": sorted(credentials)})
     console.print(f"Created {settings.keystore_path} (master v{store.active_version()}).")
     _keys_table(store)
 
 
 @keys_app.command("status")
 def keys_status(data_root: DataRoot = None, as_of: AsOf = None) -> None:
-    """Master versions and the linkage key's id and fingerprint (never a key)."""
+    """Roles and their credentials, master versions and the linkage key's id and fingerprint (never a key)."""
     from pipeline.keys import open_keystore
 
     _keys_table(open_keystore(_settings(data_root, as_of=as_of)))
+
+
+@keys_app.command("credential")
+def keys_credential(role: Annotated[str, typer.Option("--role", help="The role whose credential changes.")],
+                    data_root: DataRoot = None, as_of: AsOf = None) -> None:
+    """Give a role a new credential: its current one (SAFEHAVEN_KEK_<ROLE>, or SAFEHAVEN_KEK for the
+    engineer) opens its private key, SAFEHAVEN_NEW_KEK (a key, 'passphrase:...' or a pkcs11: URI)
+    seals it again. Every other role, and every key, is left as it is."""
+    import os
+
+    from pipeline.keys import Pkcs11Credential, credential_from_text, open_keystore
+
+    settings = _settings(data_root, as_of=as_of)
+    new_text = os.environ.get("SAFEHAVEN_NEW_KEK")
+    if not new_text:
+        raise UserError("set SAFEHAVEN_NEW_KEK to the role's new credential (a key, 'passphrase:...' or a pkcs11: URI)")
+    new = credential_from_text(new_text)
+    if isinstance(new, Pkcs11Credential):
+        new.create_key()
+    store = open_keystore(settings, roles=(role,))
+    store.change_credential(role, new)
+    settings.audit().append("keys.credential_changed", {"role": role, "credential": new.kind})
+    console.print(f"Role '{role}' now opens with its new {new.kind} credential; no other role changed.")
+    _keys_table(store)
+
+
+@keys_app.command("upgrade")
+def keys_upgrade(data_root: DataRoot = None, as_of: AsOf = None) -> None:
+    """Re-wrap a keystore made before roles (one key-encryption key for everything) for each role,
+    keeping every master version and data key. SAFEHAVEN_KEK or SAFEHAVEN_KEYSTORE_PASSPHRASE is
+    the old key-encryption key, and stays the engineer's credential; SAFEHAVEN_KEK_<ROLE> seals the others."""
+    from pipeline.keys import ENGINEER, KeyHolders, role_credential
+    from pipeline.keys.upgrade import upgrade_v1
+
+    settings = _settings(data_root, as_of=as_of)
+    holders = KeyHolders.from_contracts(settings.contracts_dir)
+    old = role_credential(settings, ENGINEER)
+    if old is None:
+        raise UserError("set SAFEHAVEN_KEK or SAFEHAVEN_KEYSTORE_PASSPHRASE to the old keystore's key-encryption key")
+    credentials = {r: c for r in holders.roles if r != ENGINEER and (c := role_credential(settings, r)) is not None}
+    store = upgrade_v1(settings.keystore_path, old, credentials | {ENGINEER: old}, holders, default=old)
+    settings.audit().append("keys.upgraded", {"roles": list(holders.roles), "own_credential": sorted(credentials)})
+    _keys_table(store)
 
 
 @keys_app.command("rotate")
@@ -935,6 +988,13 @@ def keys_retire(version: Annotated[int, typer.Argument(help="Master version to r
 
 
 def _keys_table(store) -> None:
+    roles = Table(title="Roles (each key is wrapped for the roles that may use it)")
+    for col in ("role", "credential", "set by", "changed", "masters", "data keys"):
+        roles.add_column(col)
+    for r in store.role_status():
+        kind = r["credential"] + (" [yellow](shares the engineer's: give it its own)[/]" if r["shared"] else "")
+        roles.add_row(r["role"], kind, r["env"], r["changed"], str(r["masters"]), str(r["data_keys"]))
+    console.print(roles)
     table = Table(title=f"Keystore {store.path}" + (f" [bold red]{store.label}[/]" if store.label else ""))
     for col in ("version", "status", "created", "linkage key id", "fingerprint"):
         table.add_column(col)

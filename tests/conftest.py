@@ -104,11 +104,11 @@ def staged_root(population_root, tmp_path_factory) -> Path:
     """The small population ingested once (library, all feeds): the clean run that the ingest
     recovery test compares with, and where linking starts."""
     from pipeline.ingest.ingest import Ingestor
-    from pipeline.keys import open_keystore
+    from pipeline.keys import ALL_ROLES, open_keystore
 
     root = copy_root(population_root, tmp_path_factory.mktemp("staged") / "data")
     settings = synthetic_settings(root)
-    Ingestor(settings, open_keystore(settings, create_demo=True)).ingest_all()
+    Ingestor(settings, open_keystore(settings, create_demo=True, roles=ALL_ROLES)).ingest_all()
     return root
 
 
@@ -116,12 +116,12 @@ def staged_root(population_root, tmp_path_factory) -> Path:
 def linked(staged_root, tmp_path_factory):
     """(settings, keystore, link summary) after linking the staged population. Tests may publish
     marts again; none may change the warehouse."""
-    from pipeline.keys import open_keystore
+    from pipeline.keys import ALL_ROLES, open_keystore
     from pipeline.linkage import link
 
     root = copy_root(staged_root, tmp_path_factory.mktemp("linked") / "data")
     settings = synthetic_settings(root)
-    keystore = open_keystore(settings, create_demo=True)
+    keystore = open_keystore(settings, create_demo=True, roles=ALL_ROLES)
     return settings, keystore, link(settings, keystore)
 
 
@@ -130,13 +130,13 @@ def stratified(linked, tmp_path_factory):
     """The linked population stratified once (models trained, scored and tiered, marts
     published, packs written): (settings, keystore, audit, trained, scored, packs). Read-only."""
     from pipeline.audit import AuditLog
-    from pipeline.keys import open_keystore
+    from pipeline.keys import ALL_ROLES, open_keystore
     from pipeline.linkage import publish
     from pipeline.risk import packs_step, score_step, train_step
 
     root = copy_root(linked[0].data_root, tmp_path_factory.mktemp("stratified") / "data")
     settings = synthetic_settings(root)
-    keystore = open_keystore(settings, create_demo=True)
+    keystore = open_keystore(settings, create_demo=True, roles=ALL_ROLES)
     audit = AuditLog(settings.audit_log)
     trained = train_step(settings, keystore, audit)
     scored = score_step(settings, keystore, audit)
@@ -149,12 +149,12 @@ def stratified_copy(stratified, tmp_path_factory, name: str = "stratified"):
     """A private copy of the stratified root: (settings, keystore, audit, trained, scored, packs),
     the results being the shared run's (they name files relative to the root)."""
     from pipeline.audit import AuditLog
-    from pipeline.keys import open_keystore
+    from pipeline.keys import ALL_ROLES, open_keystore
 
     settings0, _, _, trained, scored, packs = stratified
     root = copy_root(settings0.data_root, tmp_path_factory.mktemp(name) / "data")
     settings = synthetic_settings(root)
-    return settings, open_keystore(settings, create_demo=True), AuditLog(settings.audit_log), trained, scored, packs
+    return settings, open_keystore(settings, create_demo=True, roles=ALL_ROLES), AuditLog(settings.audit_log), trained, scored, packs
 
 
 @pytest.fixture(scope="session")

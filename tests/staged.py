@@ -7,17 +7,17 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.ingest.staging import read_staged
-from pipeline.keys import open_keystore
+from pipeline.keys import ALL_ROLES, open_keystore
 
 
 def staged_frame(settings, path: Path, keystore=None, columns: list[str] | None = None) -> pl.DataFrame:
-    keystore = keystore or open_keystore(settings, create_demo=True)
+    keystore = keystore or open_keystore(settings, create_demo=True, roles=ALL_ROLES)
     return pl.from_arrow(read_staged(settings.staging, Path(path), keystore, columns=columns))
 
 
 def staged_frames(settings, folder: Path, keystore=None) -> pl.DataFrame:
     """Every staged file under ``folder`` (a feed or table folder), concatenated."""
-    keystore = keystore or open_keystore(settings, create_demo=True)
+    keystore = keystore or open_keystore(settings, create_demo=True, roles=ALL_ROLES)
     return pl.concat([staged_frame(settings, p, keystore) for p in sorted(Path(folder).rglob("*.parquet"))])
 
 
@@ -28,7 +28,7 @@ def write_staged(settings, path: Path, frame: pl.DataFrame, keystore=None) -> No
 
     from pipeline.ingest.staging import staged_key_name
 
-    keystore = keystore or open_keystore(settings, create_demo=True)
+    keystore = keystore or open_keystore(settings, create_demo=True, roles=ALL_ROLES)
     key = keystore.data_key(staged_key_name(settings.staging, Path(path)), create=True)
     pq.write_table(frame.to_arrow(), path, encryption_properties=pqe.create_encryption_properties(key))
 
@@ -39,7 +39,7 @@ def staged_contents(root: Path, contracts_dir: Path) -> dict[str, list[dict]]:
     from pipeline.settings import Settings
 
     settings = Settings(data_root=root, contracts_dir=contracts_dir)
-    keystore = open_keystore(settings, create_demo=True)
+    keystore = open_keystore(settings, create_demo=True, roles=ALL_ROLES)
     out = {}
     for path in sorted((root / "staging").rglob("*.parquet")):
         frame = staged_frame(settings, path, keystore)

@@ -15,6 +15,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipeline.flows.writer import open_root, tick, warehouse_writer
+from pipeline.keys import ENGINEER, IG_LEAD
 from pipeline.logs import install_redaction
 from pipeline.retention.plan import make_plan
 from pipeline.retention.run import run_retention
@@ -33,7 +34,8 @@ def plan_counts(data_root: str, as_of: str) -> dict:
 
 @task(name="destroy-verify-certify", cache_policy=NO_CACHE, persist_result=False)
 def destroy(data_root: str, as_of: str) -> dict:
-    settings, keystore = open_root(data_root)
+    # Destruction needs the IG lead's credential beside the engineer's: it signs the certificate.
+    settings, keystore = open_root(data_root, roles=(ENGINEER, IG_LEAD))
     with warehouse_writer(settings, keystore, data_root):
         result = run_retention(settings, keystore, settings.audit(), dt.date.fromisoformat(as_of),
                                progress=tick)

@@ -24,7 +24,7 @@ from prefect.client.schemas.actions import (
 from prefect.concurrency.sync import concurrency
 
 from pipeline import linkage
-from pipeline.keys import open_keystore
+from pipeline.keys import ENGINEER, open_keystore
 from pipeline.settings import Settings, load_settings
 
 __all__ = ["open_root", "set_progress_hook", "tick", "warehouse_writer", "writer_limit_name"]
@@ -43,9 +43,10 @@ def tick(step: str) -> None:
         _progress_hook(step)
 
 
-def open_root(data_root: str) -> tuple[Settings, object]:
+def open_root(data_root: str, roles: tuple[str, ...] = (ENGINEER,)) -> tuple[Settings, object]:
+    """The settings and the keystore, opened with the credentials of ``roles`` (the engineer's)."""
     settings = load_settings(data_root=Path(data_root))
-    return settings, open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers)
+    return settings, open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers, roles=roles)
 
 
 def writer_limit_name(data_root: str) -> str:

@@ -25,7 +25,7 @@ from pipeline.logs import redact
 from pipeline.marts.build import current_mart
 from pipeline.marts.contracts import load_mart_contracts, roles_of
 
-__all__ = ["QueryResult", "export_result", "open_marts", "run_query"]
+__all__ = ["QueryResult", "attach_marts", "export_result", "open_marts", "run_query"]
 
 _READS = {duckdb.StatementType.SELECT}
 
@@ -71,6 +71,33 @@ def open_marts(settings, keystore, role: str) -> tuple[duckdb.DuckDBPyConnection
         con.close()
         raise
     return con, tuple(attached)
+
+
+def attach_marts(con: duckdb.DuckDBPyConnection, role: str, settings=None, actor: str | None = None) -> tuple[str, ...]:
+    """Attach, read-only, the current file of each mart ``role`` may read to a DuckDB connection
+    of your own (catalogs named after the marts), unlocked with the role's own credential
+    (``SAFEHAVEN_KEK_<ROLE>``) and nothing else; audited as ``marts.attached``. For notebooks and
+    other tools: the connection is yours, so what you do with it is not audited query by query,
+    and a file you write from it is yours to protect (``safehaven query --csv`` writes 0600 and
+    audits the export). ``settings``: default from the environment (``SAFEHAVEN_DATA_ROOT``)."""
+    from pipeline.keys import open_keystore
+    from pipeline.linkage.warehouse import httpfs_extension
+    from pipeline.settings import load_settings
+
+    settings = settings or load_settings()
+    marts = _marts_for(settings, role)
+    keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers, roles=(role,))
+    con.execute(f"LOAD '{httpfs_extension()}'")  # DuckDB's encryption needs OpenSSL from httpfs
+    attached = []
+    for name in marts:
+        pointer = current_mart(settings.marts_dir, name)
+        if pointer is None:
+            continue
+        con.execute(f"ATTACH '{settings.marts_dir / pointer['file']}' AS {name} (ENCRYPTION_KEY $key, READ_ONLY)",
+                    {"key": keystore.data_key(pointer["key"]).hex()})
+        attached.append(name)
+    settings.audit().append("marts.attached", {"role": role, "user": actor or getpass.getuser(), "marts": attached})
+    return tuple(attached)
 
 
 def _sql_record(sql: str) -> dict:

@@ -2,8 +2,8 @@
 
 A certificate says what was destroyed (dataset, period, row and file counts, file hashes), when,
 under which policy and approver, by which method, which keys were destroyed, who ran it, and the
-verification scan's result. It is signed with Ed25519 (a key derived from the keystore's
-certificate-signing domain; anyone with the public key can check it), written as
+verification scan's result. It is signed with Ed25519 (the IG lead's signing key, wrapped in the keystore
+for the IG lead alone; anyone with the public key can check it), written as
 ``<data root>/retention/certificates/<id>.json`` and ``.html``, and recorded in the audit log
 with its SHA-256, so a certificate edited later no longer matches either.
 """
@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from pipeline.ingest.staging import write_json_atomic, write_text_atomic
-from pipeline.keys import KeyDomain
 from pipeline.report.page import Page
 
 __all__ = ["FORMAT", "certificates_dir", "public_key", "sign", "signature_valid", "write_certificate"]
@@ -33,12 +32,13 @@ def certificates_dir(settings) -> Path:
 
 
 def _signing_key(keystore) -> Ed25519PrivateKey:
-    seed = hashlib.sha256(keystore.domain_key(KeyDomain.CERTIFICATE_SIGNING).material).digest()
-    return Ed25519PrivateKey.from_private_bytes(seed)
+    """The IG lead's signing key: a keystore opened without the IG lead's credential cannot sign."""
+    return Ed25519PrivateKey.from_private_bytes(keystore.certificate_signing_seed())
 
 
 def public_key(keystore) -> Ed25519PublicKey:
-    return _signing_key(keystore).public_key()
+    """The key that checks certificates: public, so any role can check them."""
+    return Ed25519PublicKey.from_public_bytes(keystore.certificate_signing_public_key())
 
 
 def _raw(public: Ed25519PublicKey) -> bytes:

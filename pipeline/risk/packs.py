@@ -1,14 +1,18 @@
 """Case-finding packs: per GP practice, its registered patients in the chosen tiers, signed.
 
 Each run writes ``outputs/case-finding/<stamp>/`` with, per practice, ``<practice>.csv``
-(pseudonym in display form, tier, rank, score, drivers) and ``<practice>.pack.json``: a
+(pseudonym in display form, tier, drivers; rows in pseudonym order within each tier) and ``<practice>.pack.json``: a
 manifest (practice, model, tiers, rows, created and expiry times, the CSV's SHA-256) and an
 Ed25519 signature over the manifest's canonical JSON. Anyone with the service's public key
 (``safehaven packs public-key``) can check a pack: a changed byte in either file fails, and a
 pack past its expiry is refused by verification and by re-identification.
 
 Pack pseudonyms are HMACs of the warehouse pseudonym under their own key domain
-(``riskstrat/case-finding``): a pack cannot be joined to a mart or to staging. No NHS number is
+(``riskstrat/case-finding``), and a pack carries no other value a mart has exactly: no score, no
+rank, no order by score (rows are sorted by tier, then pseudonym), and drivers only where at
+least ``DRIVERS_MIN`` patients of the practice in the same tier share them (blank otherwise). So a
+pack cannot be joined to the person mart (practice + rank or score would give the mart's row)
+or to staging. No NHS number is
 in a pack; a practice gets NHS numbers back only through ``reidentify``, for patients on its own
 list.
 """
@@ -50,7 +54,8 @@ FORMAT = "safehaven-case-finding-pack/1"
 PACK_PREFIX = "case-finding:v1:"
 DEFAULT_TIERS = ("very-high", "high")
 DEFAULT_VALID_DAYS = 28
-COLUMNS = ("pseudonym", "tier", "tier_rank", "score", "drivers")
+COLUMNS = ("pseudonym", "tier", "drivers")
+DRIVERS_MIN = 5  # drivers shown only where this many patients of the practice and tier share them
 
 
 class PackInvalid(SafehavenError):
@@ -108,8 +113,11 @@ def write_packs(con: duckdb.DuckDBPyConnection, keystore, folder: Path, *, tiers
     key = _signing_key(keystore)
     written = []
     rows = rows.with_columns(pseudonym=pack_pseudonyms(rows["person_pid"], keystore),
-                             drivers=pl.col("drivers").list.join("; ").fill_null(""),
-                             score=pl.col("score").round(4))
+                             drivers=pl.col("drivers").list.join("; ").fill_null(""))
+    shared = pl.len().over("practice_code", "tier", "drivers") >= DRIVERS_MIN
+    order = pl.col("tier").replace_strict(list(tiers), list(range(len(tiers))), default=len(tiers))
+    rows = rows.with_columns(drivers=pl.when(shared).then(pl.col("drivers")).otherwise(pl.lit(""))) \
+        .sort("practice_code", order, "pseudonym")
     for (practice,), part in rows.partition_by("practice_code", as_dict=True, maintain_order=True).items():
         csv_bytes = part.select(COLUMNS).write_csv().encode()
         (tmp / f"{practice}.csv").write_bytes(csv_bytes)

@@ -3,7 +3,7 @@
 Never a reversal. The practice sends the NHS numbers of its registered patients; each valid
 number is pseudonymised under the linkage domain, then under the pack domain, and matched to the
 practice's latest verified pack. Only patients on both the list and that practice's pack come
-back (NHS number, tier, rank, score, drivers): a number registered elsewhere is not in this
+back (NHS number, tier, drivers): a number registered elsewhere is not in this
 practice's pack, so it is never returned, whatever the list holds. An expired or tampered pack
 is refused.
 
@@ -87,9 +87,10 @@ def reidentify(settings, keystore, audit, *, practice: str, list_path: Path, req
     linkage_key = keystore.domain_key(KeyDomain.LINKAGE).material
     pids = pseudonymise_column(valid, "nhs_number_digits", linkage_key, "person_pid")
     pids = pids.with_columns(pseudonym=pack_pseudonyms(pids["person_pid"], keystore))
-    matched = pids.join(pack, on="pseudonym", how="inner").sort(pl.col("tier_rank").cast(pl.Int64))
-    returned = matched.select(nhs_number="nhs_number_digits", tier="tier", tier_rank="tier_rank", score="score",
-                              drivers="drivers")
+    tiers = manifest["tiers"]
+    order = pl.col("tier").replace_strict(tiers, list(range(len(tiers))), default=len(tiers))
+    matched = pids.join(pack, on="pseudonym", how="inner").sort(order, "nhs_number_digits")
+    returned = matched.select(nhs_number="nhs_number_digits", tier="tier", drivers="drivers")
 
     folder = settings.reidentification_dir / practice
     folder.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import json
 
 from pipeline.audit import AuditLog
 from pipeline.ingest.ingest import Ingestor
-from pipeline.keys import open_keystore
+from pipeline.keys import ALL_ROLES, open_keystore
 from pipeline.linkage import link
 from pipeline.risk import compare_with_planted, train_step
 from pipeline.settings import Settings
@@ -21,7 +21,7 @@ def test_chosen_model_reaches_the_planted_ceiling_and_is_calibrated(tmp_path):
     settings = Settings(data_root=tmp_path / "data", contracts_dir=CONTRACTS, as_of=EXTRACT_DATE,
                         allow_synthetic_nhs_numbers=True)
     generate(settings, population=DEFAULT_POPULATION, seed=DEMO_SEED)
-    keystore = open_keystore(settings, create_demo=True)
+    keystore = open_keystore(settings, create_demo=True, roles=ALL_ROLES)
     Ingestor(settings, keystore).ingest_all()
     link(settings, keystore)
     audit = AuditLog(settings.audit_log)

@@ -6,7 +6,7 @@ import json
 
 import polars as pl
 
-from pipeline.keys import open_keystore
+from pipeline.keys import ALL_ROLES, open_keystore
 from pipeline.linkage import open_warehouse
 from pipeline.linkage.warehouse import connect
 from pipeline.marts import current_mart
@@ -28,7 +28,7 @@ def _rows(frame: pl.DataFrame) -> list[dict]:
 
 def _state(root) -> dict:
     settings = _settings(root)
-    keystore = open_keystore(settings, create_demo=True)
+    keystore = open_keystore(settings, create_demo=True, roles=ALL_ROLES)
     con = open_warehouse(settings, keystore).open(create=False)
     try:
         present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
@@ -52,7 +52,7 @@ def _state(root) -> dict:
 
 def _loads_by_table(root) -> dict[str, int]:
     settings = _settings(root)
-    con = open_warehouse(settings, open_keystore(settings, create_demo=True)).open(create=False)
+    con = open_warehouse(settings, open_keystore(settings, create_demo=True, roles=ALL_ROLES)).open(create=False)
     try:
         return dict(con.execute("SELECT tbl, count(*) FROM _loads GROUP BY ALL").fetchall())
     finally:
@@ -85,7 +85,7 @@ def test_kill_link_mid_run_then_rerun_equals_one_clean_run(staged_root, linked, 
         assert a[key] == b[key], key
     assert len(a["spine"]) > 1000 and len(a["person.people"]) == len(a["spine"])
     # No orphans: two files at most per mart, and a key for each file and no other.
-    keystore = open_keystore(_settings(crashed), create_demo=True)
+    keystore = open_keystore(_settings(crashed), create_demo=True, roles=ALL_ROLES)
     for name in ("person", "linkage", "governance"):
         files = sorted((crashed / "marts" / name).glob("*.duckdb"))
         assert 1 <= len(files) <= 2

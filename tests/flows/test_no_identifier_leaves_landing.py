@@ -10,7 +10,7 @@ import sqlite3
 
 import polars as pl
 
-from pipeline.keys import open_keystore
+from pipeline.keys import ALL_ROLES, open_keystore
 from pipeline.linkage.warehouse import connect
 from pipeline.settings import Settings
 from tests.cli import prefect_db
@@ -20,7 +20,7 @@ from tests.staged import staged_frame, write_staged
 
 
 def _keystore(root):
-    return open_keystore(Settings(data_root=root, contracts_dir=CONTRACTS), create_demo=True)
+    return open_keystore(Settings(data_root=root, contracts_dir=CONTRACTS), create_demo=True, roles=ALL_ROLES)
 
 
 def test_nothing_identifying_outside_landing(demo_root):

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from pipeline.keys import open_keystore
+from pipeline.keys import ALL_ROLES, open_keystore
 from pipeline.linkage import open_warehouse
 from pipeline.settings import Settings
 from tests.cli import prefect_db, run_cli, run_until_crash
@@ -32,7 +32,7 @@ def _pointer(root) -> int:
 def _split(root) -> dict[str, tuple[int, int]]:
     """Per dated table: (rows past retention, rows not past retention), from the current warehouse."""
     settings = _settings(root)
-    con = open_warehouse(settings, open_keystore(settings, create_demo=True)).open(create=False)
+    con = open_warehouse(settings, open_keystore(settings, create_demo=True, roles=ALL_ROLES)).open(create=False)
     try:
         out = {}
         for table, (column, _, years) in DATED.items():
@@ -96,7 +96,7 @@ def test_kill_retain_mid_destruction_then_rerun_equals_one_clean_run(demo_root, 
 
     # Nothing identifying in the certificates, the journal's traces, the audit log or Prefect.
     settings = _settings(crashed)
-    assert scan(crashed, ids, keystore=open_keystore(settings, create_demo=True)) == []
+    assert scan(crashed, ids, keystore=open_keystore(settings, create_demo=True, roles=ALL_ROLES)) == []
     assert scan_file(prefect_db(), ids) == []
     con = sqlite3.connect(f"file:{prefect_db()}?mode=ro", uri=True)
     params = [json.loads(p) for (p,) in con.execute(

@@ -8,7 +8,7 @@ import sqlite3
 
 import polars as pl
 
-from pipeline.keys import open_keystore
+from pipeline.keys import ALL_ROLES, open_keystore
 from pipeline.linkage import open_warehouse
 from pipeline.linkage.warehouse import connect
 from pipeline.marts import current_mart
@@ -20,7 +20,7 @@ from tests.flows.test_link_flow import ENV, _rows, _settings
 
 def _state(root) -> dict:
     settings = _settings(root)
-    keystore = open_keystore(settings, create_demo=True)
+    keystore = open_keystore(settings, create_demo=True, roles=ALL_ROLES)
     version = json.loads((settings.models_dir / "current.json").read_text())["version"]
     card = json.loads((settings.models_dir / version / "card.json").read_text())
     state = {"version": version, "validation": card["validation"], "coefficients": card["coefficients"]}

@@ -18,7 +18,7 @@ from pipeline.contracts.draft import GENDER_WORDS, draft_contract, write_draft
 from pipeline.errors import ContractError
 from pipeline.ingest.ingest import Ingestor
 from pipeline.ingest.rules import normalised
-from pipeline.keys import open_keystore
+from pipeline.keys import ALL_ROLES, open_keystore
 from pipeline.synth import generate
 from pipeline.synth.supplier import STYLES
 from tests.cli import run_cli
@@ -41,7 +41,7 @@ def _population(root, style: str):
 
 
 def _ingest(settings):
-    results = Ingestor(settings, open_keystore(settings, create_demo=True)).ingest_all()
+    results = Ingestor(settings, open_keystore(settings, create_demo=True, roles=ALL_ROLES)).ingest_all()
     bad = [f"{r.delivery_id}: {r.reasons}" for r in results if r.status != "staged"]
     assert not bad, "\n".join(bad)
     return results

@@ -15,7 +15,7 @@ from pipeline.audit import AuditLog
 from pipeline.errors import ContractError, OptOutListStale
 from pipeline.ingest.gate import ValidationGate
 from pipeline.ingest.ingest import Ingestor
-from pipeline.keys import open_keystore
+from pipeline.keys import ALL_ROLES, open_keystore
 from pipeline.synth import EXTRACT_DATE
 from tests.conftest import CONTRACTS, ECDS_ROW
 
@@ -23,7 +23,7 @@ LISTS = ["postcode_lookup", "ndoo", "type1_optout"]
 
 
 def ingest(settings, feeds):
-    return Ingestor(settings, open_keystore(settings, create_demo=True)).ingest_all(feeds)
+    return Ingestor(settings, open_keystore(settings, create_demo=True, roles=ALL_ROLES)).ingest_all(feeds)
 
 
 def keep_only(landing, feed: str, names: tuple[str, ...]) -> None:

@@ -8,14 +8,14 @@ import pytest
 
 from pipeline.errors import DeliveryQuarantined, KeyMismatch, OptOutListStale
 from pipeline.ingest.ingest import Ingestor
-from pipeline.keys import KeyEncryptionKey, LocalKeystore, open_keystore
+from pipeline.keys import ALL_ROLES, KeyEncryptionKey, LocalKeystore, open_keystore
 from tests.staged import staged_frame, staged_frames
 
 FEEDS = ["postcode_lookup", "ndoo", "type1_optout", "sus_apc", "gp"]
 
 
 def ingest(settings, feeds=FEEDS, keystore=None):
-    keystore = keystore or open_keystore(settings, create_demo=True)
+    keystore = keystore or open_keystore(settings, create_demo=True, roles=ALL_ROLES)
     return Ingestor(settings, keystore).ingest_all(feeds)
 
 
@@ -47,7 +47,7 @@ def test_each_staged_file_is_encrypted_under_its_own_key(population_copy):
     from pipeline.errors import KeystoreError
     from pipeline.ingest.staging import read_staged
 
-    store = open_keystore(population_copy, create_demo=True)
+    store = open_keystore(population_copy, create_demo=True, roles=ALL_ROLES)
     ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout", "sus_apc"], keystore=store)
     manifests = sorted((population_copy.staging / "sus_apc").rglob("*.manifest.json"))
     keys = [json.loads(m.read_text())["output"]["key"] for m in manifests]
@@ -197,7 +197,7 @@ def test_data_under_another_key_is_refused_by_fingerprint(population_copy, tmp_p
 
 
 def test_rotation_overlap_writes_an_old_to_new_bridge(population_copy):
-    store = open_keystore(population_copy, create_demo=True)
+    store = open_keystore(population_copy, create_demo=True, roles=ALL_ROLES)
     ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout", "sus_apc"], keystore=store)
     old = staged_frames(population_copy, population_copy.staging / "sus_apc")
     store.rotate()

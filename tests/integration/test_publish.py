@@ -19,7 +19,7 @@ from pipeline.disclosure.ledger import ReleaseLedger
 from pipeline.disclosure.outputs import LABELS, load_output_contract
 from pipeline.disclosure.publish import ledger_dir, publish, published_dir, verify_package
 from pipeline.errors import ContractError, DisclosureFailed, OutputTampered
-from pipeline.keys import open_keystore
+from pipeline.keys import ALL_ROLES, open_keystore
 from pipeline.marts.query import open_marts
 from tests.browser import render
 from tests.conftest import (
@@ -274,7 +274,7 @@ def test_a_crash_while_writing_leaves_nothing_and_a_rerun_is_one_clean_run(strat
 def test_a_changed_file_is_found_and_the_package_is_not_silently_rebuilt(published, tmp_path):
     settings0, _, _, result, _ = published
     settings = synthetic_settings(copy_root(settings0.data_root, tmp_path / "data"))
-    keystore, audit = open_keystore(settings, create_demo=True), AuditLog(settings.audit_log)
+    keystore, audit = open_keystore(settings, create_demo=True, roles=ALL_ROLES), AuditLog(settings.audit_log)
     folder = published_dir(settings) / result.package
     path = folder / f"{TABLES[1]}.csv"
     path.write_text(path.read_text().replace("*", "3", 1))
@@ -426,7 +426,7 @@ def test_a_republish_after_a_new_mart_build_of_the_same_people_is_audited_agains
     settings0, _, _, first, _ = published
     root = copy_root(settings0.data_root, tmp_path_factory.mktemp("republish") / "data")
     settings = synthetic_settings(root)
-    keystore = open_keystore(settings, create_demo=True)
+    keystore = open_keystore(settings, create_demo=True, roles=ALL_ROLES)
     audit = AuditLog(settings.audit_log)
     publish_marts(settings, keystore, audit)
     second = publish(settings, keystore, audit)

@@ -23,7 +23,7 @@ import yaml
 from pipeline.audit import AuditLog
 from pipeline.errors import KeystoreError
 from pipeline.ingest.staging import read_staged
-from pipeline.keys import open_keystore
+from pipeline.keys import ALL_ROLES, open_keystore
 from pipeline.linkage import open_warehouse
 from pipeline.linkage.warehouse import connect
 from pipeline.retention.certificate import certificates_dir
@@ -48,7 +48,7 @@ def _copy(linked, tmp_path: Path, contracts: Path | None = None) -> tuple[Settin
     shutil.copytree(settings0.data_root, root)
     settings = Settings(data_root=root, contracts_dir=contracts or settings0.contracts_dir, as_of=AS_OF,
                         allow_synthetic_nhs_numbers=True)
-    return settings, open_keystore(settings, create_demo=True)
+    return settings, open_keystore(settings, create_demo=True, roles=ALL_ROLES)
 
 
 def _due_the_obvious_way(settings, keystore) -> tuple[dict[str, int], set[str]]:
@@ -102,7 +102,7 @@ def retained(linked, stratified, tmp_path_factory):
     _s, *_ = stratified_copy(stratified, tmp_path_factory, "retained")
     settings = Settings(data_root=_s.data_root, contracts_dir=settings0.contracts_dir, as_of=AS_OF,
                         allow_synthetic_nhs_numbers=True)
-    keystore = open_keystore(settings, create_demo=True)
+    keystore = open_keystore(settings, create_demo=True, roles=ALL_ROLES)
     aside = tmp_path_factory.mktemp("aside")
     old = open_warehouse(settings, keystore).current()
     shutil.copy2(settings.warehouse_dir / old["file"], aside / "old-warehouse.duckdb")
@@ -163,7 +163,7 @@ def test_the_scan_would_have_found_a_copy(retained, tmp_path):
     shutil.copytree(settings.data_root, planted)
     (planted / "reports" / "note.txt").write_text(f"see {min(retained['ids'])}\n")
     copy = Settings(data_root=planted, contracts_dir=settings.contracts_dir, allow_synthetic_nhs_numbers=True)
-    hits = [w for w, text in _readable_texts(copy, open_keystore(copy, create_demo=True)) if min(retained["ids"]) in text]
+    hits = [w for w, text in _readable_texts(copy, open_keystore(copy, create_demo=True, roles=ALL_ROLES)) if min(retained["ids"]) in text]
     assert hits == ["reports/note.txt"]
 
 
@@ -258,7 +258,7 @@ def test_an_edited_certificate_is_caught(retained, tmp_path):
     doc = json.loads(path.read_text())
     doc["totals"]["records"] -= 1
     path.write_text(json.dumps(doc))
-    problems = verify_certificates(moved, open_keystore(moved, create_demo=True), AuditLog(moved.audit_log))[0]["problems"]
+    problems = verify_certificates(moved, open_keystore(moved, create_demo=True, roles=ALL_ROLES), AuditLog(moved.audit_log))[0]["problems"]
     assert any("signature" in p for p in problems) and any("SHA-256" in p for p in problems)
 
 

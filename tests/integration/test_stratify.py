@@ -95,6 +95,38 @@ def test_packs_verify_and_hold_only_their_practices_patients(stratified):
     assert seen == expected and sum(seen.values()) == packs["patients"]
 
 
+def test_a_pack_does_not_join_to_the_person_mart(stratified):
+    """Issue 20: a pack and the person mart use different pseudonyms, but packs used to carry the
+    exact score and rank, so practice + rank (or score) found each pack row's mart row. Tried here
+    as an analyst holding a leaked pack would: on every value the two share."""
+    from pipeline.risk.packs import DRIVERS_MIN, read_pack
+
+    settings, keystore, audit, _, _, packs = stratified
+    mart = run_query(settings, keystore, "super-user", "SELECT registered_practice AS practice, tier, drivers, score, "
+                     "tier_rank FROM risk_scores", audit).table
+    mart = pl.from_arrow(mart).with_columns(pl.col("drivers").fill_null(""))
+    scores = {f"{v:.4f}" for v in mart["score"].to_list()} | {str(v) for v in mart["score"].to_list()}
+    ranks = {str(v) for v in mart["tier_rank"].to_list()}
+    rows = []
+    for path in (settings.case_finding_dir / packs["folder"]).glob("*.pack.json"):
+        manifest, pack = read_pack(path, public_key_of(keystore))
+        assert set(pack.columns) == {"pseudonym", "tier", "drivers"}
+        # Nothing in the pack is a mart score or rank, and its order is the pseudonyms', not the scores'.
+        assert not ({v for c in pack.columns for v in pack[c].to_list()} & (scores | ranks))
+        order = pack.with_row_index("i").sort(pl.col("tier").replace_strict({"very-high": 0, "high": 1}), "pseudonym")
+        assert order["i"].to_list() == list(range(pack.height))
+        rows.append(pack.with_columns(practice=pl.lit(manifest["practice"])).fill_null(""))
+    packs_rows = pl.concat(rows)
+    # Where drivers are shown, at least DRIVERS_MIN mart people share practice, tier and drivers.
+    shown = packs_rows.filter(pl.col("drivers") != "")
+    matches = shown.join(mart, on=["practice", "tier", "drivers"], how="left").group_by("pseudonym").len()
+    assert matches.height == shown.height and (matches["len"] >= DRIVERS_MIN).all()
+    # Where they are not, only practice and tier are left: as many candidates as that practice has in the tier.
+    hidden = packs_rows.filter(pl.col("drivers") == "").group_by("practice", "tier").len()
+    candidates = hidden.join(mart.group_by("practice", "tier").len(), on=["practice", "tier"], suffix="_mart")
+    assert (candidates["len_mart"] >= candidates["len"]).all() and candidates.height == hidden.height
+
+
 def _list_file(tmp_path, numbers, header=True):
     path = tmp_path / "list.csv"
     path.write_text(("nhs_number\n" if header else "") + "\n".join(numbers) + "\n")

@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.contracts import require_contract
 from pipeline.ingest.ingest import Ingestor
-from pipeline.keys import open_keystore
+from pipeline.keys import ALL_ROLES, open_keystore
 from pipeline.synth import EXTRACT_DATE
 from tests.conftest import CONTRACTS
 from tests.staged import staged_frames
@@ -64,7 +64,7 @@ def test_a_supplier_layout_stages_the_same_rows_as_the_native_one(population_cop
     for other in landing.glob("*.csv"):
         if other != keep:
             other.unlink()
-    open_keystore(native, create_demo=True)  # one keystore for both roots: the same pseudonyms
+    open_keystore(native, create_demo=True, roles=ALL_ROLES)  # one keystore for both roots: the same pseudonyms
     supplier_root = tmp_path / "supplier"
     shutil.copytree(native.data_root, supplier_root)
     supplier = native.model_copy(update={"data_root": supplier_root})
@@ -74,7 +74,7 @@ def test_a_supplier_layout_stages_the_same_rows_as_the_native_one(population_cop
     feeds = ["postcode_lookup", "ndoo", "type1_optout", "ecds"]
     staged = {}
     for settings in (native, supplier):
-        results = Ingestor(settings, open_keystore(settings, create_demo=True)).ingest_all(feeds)
+        results = Ingestor(settings, open_keystore(settings, create_demo=True, roles=ALL_ROLES)).ingest_all(feeds)
         ecds = [r for r in results if r.feed == "ecds"]
         assert [r.status for r in ecds] == ["staged"], [r.reasons for r in ecds]
         assert ecds[0].delivery_id == "ecds/ecds_attendances/2024-01/v1"

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.errors import KeyMismatch
 from pipeline.ingest.ingest import Ingestor
-from pipeline.keys import open_keystore
+from pipeline.keys import ALL_ROLES, open_keystore
 from pipeline.linkage import Warehouse
 from pipeline.linkage.warehouse import connect
 from tests.staged import staged_frame, staged_frames, write_staged
@@ -18,7 +18,7 @@ FEEDS = ["postcode_lookup", "ndoo", "type1_optout", "sus_apc"]
 
 @pytest.fixture
 def staged(population_copy):
-    store = open_keystore(population_copy, create_demo=True)
+    store = open_keystore(population_copy, create_demo=True, roles=ALL_ROLES)
     Ingestor(population_copy, store).ingest_all(FEEDS)
     return population_copy, store
 

@@ -44,7 +44,7 @@ def test_one_pack_per_practice_with_its_patients_in_the_chosen_tiers(tmp_path, k
     packs = write_packs(warehouse, keystore, tmp_path / "cf", now=NOW)
     assert {(p.practice, p.rows) for p in packs} == {("A81001", 2), ("A81002", 1)}
     manifest, rows = read_pack(latest_pack(tmp_path / "cf", "A81001"), public_key_of(keystore), NOW)
-    assert rows.columns == ["pseudonym", "tier", "tier_rank", "score", "drivers"]
+    assert rows.columns == ["pseudonym", "tier", "drivers"]  # no score, no rank: nothing to join a mart on
     assert rows["tier"].to_list() == ["very-high", "high"]
     assert all(parse_display_form(p)[0] == 1 for p in rows["pseudonym"])  # display form, with a check symbol
     assert "pid-a" not in (tmp_path / "cf").joinpath(packs[0].manifest.parent.name, "A81001.csv").read_text()
