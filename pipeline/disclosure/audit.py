@@ -6,7 +6,8 @@ cell, whatever the symbol tells: "1 to 7" under HES, anything under secondary su
 For each hidden cell the attacker minimises and maximises its sum (HiGHS, through highspy); integer
 counts make the interval ``[ceil(lo), floor(hi)]``. A hidden cell fails if its interval is
 exact, or, for a primary cell, if it cannot move by its protection levels (``protection_levels``:
-together the profile's ``protection_width``, half each way where the count allows).
+together the profile's ``protection_width``, half each way where the count allows; under a
+``sliding`` profile, only the interval's width counts).
 
 To scale, atoms whose own cell is shown exactly are fixed and substituted, and the remaining
 unknowns split into connected components (atoms linked by a shared constraint); each hidden
@@ -268,7 +269,8 @@ def _passes(release: Release, k: int, value: int, lo_k: float, hi_k: float, widt
     a hidden cell of a table checked as shown (its count unknown) must be that wide; a secondary
     cell, there to protect others, must only not be recovered exactly."""
     required = _required(release, k, width)
-    if release.status[k] == SECONDARY or (release.known is not None and not release.joint):
+    sliding = release.profile.sliding and release.levels is None
+    if release.status[k] == SECONDARY or (release.known is not None and not release.joint) or sliding:
         passed = hi_k - lo_k >= required
     else:
         if release.levels is not None:

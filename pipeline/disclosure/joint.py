@@ -175,13 +175,14 @@ class _Attacker:
 
 
 class _Target:
-    __slots__ = ("amount", "cell", "change", "level", "move", "rows", "sign")
+    __slots__ = ("amount", "cell", "change", "level", "move", "reach", "rows", "sign")
 
     def __init__(self, cell: int, amount: int):
         self.cell, self.amount = cell, amount
         self.level, self.sign = abs(amount), (1 if amount > 0 else -1)
         self.rows = np.zeros(0, dtype=np.int64)  # the last move: rows it changes, and by how much
         self.change = np.zeros(0)
+        self.reach = 0.0  # how far the last move went, as a share of the level
         self.move: Move | None = None
 
     def covered(self, pattern: np.ndarray, attacker: _Attacker) -> bool:
@@ -220,12 +221,20 @@ def _search(release: Release, start: np.ndarray | None, time_limit: float, weigh
     absent = status == ABSENT
     primary = status == PRIMARY
     width = release.profile.protection_width
-    targets: list[_Target] = []
+    # A requirement: targets whose reaches (shares of their level) must add up to 1. Split
+    # protection: one target per direction, each on its own. Sliding protection (the profile's
+    # ``sliding``): the primary moves up and down by the width in total, split as the table allows.
+    sliding = bool(getattr(release.profile, "sliding", False)) and release.levels is None
+    requirements: list[list[_Target]] = []
     for p in np.flatnonzero(primary):
+        if sliding:
+            requirements.append([_Target(int(p), max(width, 1)), _Target(int(p), -max(width, 1))])
+            continue
         down, up = ((int(release.levels[0][p]), int(release.levels[1][p])) if release.levels is not None
                     else protection_levels(int(values[p]), width))
-        targets += [_Target(int(p), up)] + ([_Target(int(p), -down)] if down else [])
-    targets.sort(key=lambda t: t.level)
+        requirements += [[_Target(int(p), up)]] + ([[_Target(int(p), -down)]] if down else [])
+    requirements.sort(key=lambda r: r[0].level)
+    targets = [t for r in requirements for t in r]
 
     weights = (cell_weights(release) if weights is None else weights).astype(float).copy()
     lower, upper = np.zeros(n), np.ones(n)
@@ -254,28 +263,30 @@ def _search(release: Release, start: np.ndarray | None, time_limit: float, weigh
         """Check the targets under ``pattern`` (from where the last round stopped); add a cut for
         each that fails, stopping after ``most`` cuts. The number added."""
         cuts = 0
-        for _ in range(len(targets)):
+        for _ in range(len(requirements)):
             if most is not None and cuts >= most:
                 break
-            target = targets[turn[0]]
-            turn[0] = (turn[0] + 1) % len(targets)
-            if target.covered(pattern, attacker):
+            requirement = requirements[turn[0]]
+            turn[0] = (turn[0] + 1) % len(requirements)
+            if sum(t.reach for t in requirement if t.covered(pattern, attacker)) >= 1.0 - EPS:
                 continue
             if out_of_time():
                 raise _OutOfTime
-            attacker.set_pattern(pattern, target.level)
-            reach, delta, duals = attacker.reach(target.cell, target.sign)
-            result.checks += 1
-            if reach >= 1.0 - EPS:
+            reach, g = 0.0, np.zeros(n)
+            for target in requirement:
+                attacker.set_pattern(pattern, target.level)
+                got, delta, duals = attacker.reach(target.cell, target.sign)
+                result.checks += 1
                 change = attacker.rows @ delta
                 moved = np.flatnonzero(np.abs(change) > EPS)
-                target.rows, target.change = moved, change[moved]
+                target.rows, target.change, target.reach = moved, change[moved], got
                 target.move = Move(np.arange(attacker.n), np.where(np.abs(delta) > EPS, delta, 0.0) * target.level)
+                reach += got
+                # V(y) <= V(y*) + g·(y - y*): g is each row's dual times its bound's slope in y.
+                g[attacker.cells] += np.where(duals > 0, duals * CAPACITY, -duals * attacker.down(target.level))
+            if reach >= 1.0 - EPS:
                 continue
-            # V(y) <= V(y*) + g·(y - y*): g is each row's dual times its bound's slope in y.
-            slope = np.where(duals > 0, duals * CAPACITY, -duals * attacker.down(target.level))
-            g = np.zeros(n)
-            g[attacker.cells] = slope
+            target = requirement[0]
             rhs = 1.0 - reach + float(g @ pattern)
             rhs -= float(g[forced].sum())  # cells hidden in every pattern
             use = free & (g > EPS)

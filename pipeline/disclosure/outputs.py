@@ -64,7 +64,8 @@ MEASURES = ("emergency_spells_12m", "apc_spells_12m", "bed_days_12m", "ae_attend
             "community_contacts_12m", "mh_contacts_12m", "social_care_cost_12m")
 
 _OVERRIDES = {"threshold": ("threshold", int), "protectionWidth": ("protection_width", int),
-              "protectZeros": ("protect_zeros", bool), "pPercent": ("p_percent", float)}
+              "protectZeros": ("protect_zeros", bool), "pPercent": ("p_percent", float),
+              "slidingProtection": ("sliding", bool)}
 
 
 @dataclass(frozen=True)

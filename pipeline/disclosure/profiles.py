@@ -11,7 +11,8 @@
   suppression, exact values published, every hidden cell's deducible interval at least 8 wide.
 
 ``protection_width`` is the narrowest interval the audit accepts for a hidden cell; exact
-recovery (width 0) always fails. A custom profile comes from an output contract's parameters.
+recovery (width 0) always fails. ``sliding`` says whether a primary's interval may lie anywhere
+around its count (only its width counts) or must reach below it as far as the count allows. A custom profile comes from an output contract's parameters.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ class Profile:
     protect_zeros: bool = False  # a zero is unsafe too (group attribute disclosure)
     secondary: bool = True  # complementary suppression is applied; "*" then means "some count"
     protection_width: int = 1  # narrowest acceptable deducible interval of a hidden cell
+    # How a primary's width may be split. False (split): it must move down by min(count, width/2)
+    # and up by the rest, so an attacker cannot tell a small count from zero. True (sliding, as
+    # tau-Argus's sliding protection level): the interval need only be ``protection_width`` wide,
+    # wherever it lies, so it may start at the count itself ("at least 3").
+    sliding: bool = False
     dominance: tuple[int, float] | None = None  # (n, k percent) for magnitude tables
     p_percent: float | None = None
     symbol: str = "*"

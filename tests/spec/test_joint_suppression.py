@@ -3,6 +3,7 @@ attackers (its own model's LP, and the audit's), never costs more than the cube 
 starts from, and when it says "optimal" no cheaper pattern protects every primary in its model
 (checked by trying every pattern, zero cells included: they stay eligible as secondaries)."""
 
+import dataclasses
 from itertools import combinations
 
 import numpy as np
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from pipeline.disclosure import PROFILES, apply_primary, audit_release
 from pipeline.disclosure.audit import protection_levels
 from pipeline.disclosure.joint import _Attacker, apply_pattern, cell_weights, protect_joint
-from pipeline.disclosure.release import ABSENT, PRIMARY
+from pipeline.disclosure.release import ABSENT, PRIMARY, SECONDARY
 from pipeline.disclosure.secondary import protect
 from tests.spec.test_disclosure_properties import tables
 
@@ -29,8 +30,17 @@ def _protects(release, hidden) -> bool:
     values = release.values().astype(np.int64)
     model = _Attacker(table.matrix.tocsc(), table.atoms["count"].to_numpy(), values, release.status != ABSENT,
                       table.cells["inner"].to_numpy())
+    width = release.profile.protection_width
     for p in np.flatnonzero(release.status == PRIMARY):
-        down, up = protection_levels(int(values[p]), release.profile.protection_width)
+        if release.profile.sliding:  # up and down together must make the width
+            reach = 0.0
+            for sign in (1, -1):
+                model.set_pattern(hidden.astype(float), width)
+                reach += model.reach(int(p), sign)[0]
+            if reach < 1 - 1e-6:
+                return False
+            continue
+        down, up = protection_levels(int(values[p]), width)
         for amount in (up, -down) if down else (up,):
             model.set_pattern(hidden.astype(float), abs(amount))
             if model.reach(int(p), 1 if amount > 0 else -1)[0] < 1 - 1e-6:
@@ -103,3 +113,63 @@ def test_on_a_small_table_the_joint_optimum_is_the_cheapest_protecting_pattern_o
                if _protects(release, p := np.isin(np.arange(base.size), cells) | base))
     assert abs(_weight(release, hidden) - best) < 1e-6
     assert audit_release(apply_pattern(release, hidden, moves)).passed
+
+
+SLIDING = dataclasses.replace(PROFILES["safehaven"], name="safehaven-sliding", sliding=True)
+
+
+def _small_table():
+    """3 x 2 with margins: primaries 3 and 2 on a rectangle, so the 3 can fall by only 2 there."""
+    import polars as pl
+
+    from pipeline.disclosure.table import Dimension, build_table
+
+    counts = [("r0", "c0", 50), ("r0", "c1", 2), ("r1", "c0", 3), ("r1", "c1", 50), ("r2", "c0", 0), ("r2", "c1", 20)]
+    return build_table(pl.DataFrame(counts, schema=["row", "col", "count"], orient="row"),
+                       [Dimension.flat("row", ["r0", "r1", "r2"]), Dimension.flat("col", ["c0", "c1"])])
+
+
+def test_sliding_protection_asks_only_for_the_width_and_its_joint_optimum_is_the_cheapest():
+    """Under a sliding profile a primary's interval need only be 8 wide, wherever it lies (tau-Argus's
+    sliding protection level); under the default split one it must also reach below the count as far
+    as the count allows. Every pattern of a 12-cell table is tried: some pass the sliding audit and
+    fail the split one (never the reverse), and the joint engine's sliding optimum is the cheapest
+    pattern that protects in its model, no dearer than the split optimum, and passes the sliding audit."""
+    table = _small_table()
+    split, sliding = apply_primary(table, PROFILES["safehaven"]), apply_primary(table, SLIDING)
+    base = split.status == PRIMARY
+    free = np.flatnonzero(~base).tolist()
+    only_sliding = 0
+    for k in range(5):  # every pattern of up to four secondaries
+        for cells in combinations(free, k):
+            pattern = np.isin(np.arange(base.size), cells) | base
+            passes = []
+            for release in (split, sliding):
+                trial = apply_primary(table, release.profile)
+                trial.status[pattern & (trial.status != PRIMARY)] = SECONDARY
+                passes.append(audit_release(trial).passed)
+            assert not (passes[0] and not passes[1]), cells  # split-protected is sliding-protected
+            only_sliding += passes[1] and not passes[0]
+    assert only_sliding > 0
+    hidden, moves, result = protect_joint(sliding, start=protect(apply_primary(table, SLIDING), "cube").hidden.copy(),
+                                          time_limit=20) or (None, None, None)
+    if hidden is None:  # the cube pattern is already the cheapest
+        hidden = protect(apply_primary(table, SLIDING), "cube").hidden
+    else:
+        assert result.optimal and audit_release(apply_pattern(apply_primary(table, SLIDING), hidden, moves)).passed
+    best = min(_weight(sliding, p) for k in range(len(free) + 1) for cells in combinations(free, k)
+               if _protects(sliding, p := np.isin(np.arange(base.size), cells) | base))
+    assert abs(_weight(sliding, hidden) - best) < 1e-6
+    split_hidden = protect_joint(split, start=protect(apply_primary(table, PROFILES["safehaven"]), "cube").hidden.copy(),
+                                 time_limit=20)[0]
+    assert _weight(sliding, hidden) <= _weight(split, split_hidden) + 1e-9
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables())
+def test_under_sliding_protection_the_joint_pattern_passes_the_sliding_audit_and_costs_no_more_than_cube(table):
+    cube = protect(apply_primary(table, SLIDING), "cube")
+    if not (cube.status == PRIMARY).any():
+        return
+    chosen = protect(apply_primary(table, SLIDING), "joint", time_limit=20)
+    assert audit_release(chosen).passed and _weight(chosen, chosen.hidden) <= _weight(cube, cube.hidden) + 1e-9
