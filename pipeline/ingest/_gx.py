@@ -50,7 +50,16 @@ class GxProject:
         self.lock = SharedLock(self.project_dir / ".project.lock")
         with self.lock:
             drop_half_written(self.project_dir)
-            self.context = gx.get_context(mode="file", project_root_dir=str(self.project_dir))
+            restore_config(self.project_dir)
+            try:
+                self.context = gx.get_context(mode="file", project_root_dir=str(self.project_dir))
+            except Exception:  # GX's errors for a damaged config are many and unrelated
+                config = self.project_dir / "gx" / CONFIG
+                if not config.exists():
+                    raise
+                # No good copy (killed while first writing it): set it aside; GX makes a new one.
+                os.replace(config, config.with_name(CONFIG + ".damaged"))
+                self.context = gx.get_context(mode="file", project_root_dir=str(self.project_dir))
             variables = self.context.variables
             bars = variables.progress_bars
             # GX rewrites great_expectations.yml in place (not atomically): a process killed during
@@ -64,6 +73,7 @@ class GxProject:
                 self._datasource = self.context.data_sources.get("deliveries")
             except (KeyError, LookupError, ValueError):
                 self._datasource = self.context.data_sources.add_or_update_pandas("deliveries")
+            keep_config(self.project_dir)
         self._checkpoints: dict[tuple[str, tuple[str, ...]], object] = {}
 
     def _checkpoint(self, table: TableSpec, columns: list[str]):
@@ -79,6 +89,7 @@ class GxProject:
             batch_def = asset.get_batch_definition("whole-batch")
         except (KeyError, LookupError):
             batch_def = asset.add_batch_definition_whole_dataframe("whole-batch")
+            keep_config(self.project_dir)  # the new asset and batch definition are in the config now
         suite = self.context.suites.add_or_update(compile_suite(table, columns))
         vd = self.context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=f"validate-{table.name}", data=batch_def, suite=suite)
@@ -233,6 +244,48 @@ def drop_half_written(project_dir: Path) -> list[Path]:
                 path.unlink(missing_ok=True)
                 dropped.append(path)
     return dropped
+
+
+CONFIG = "great_expectations.yml"
+KEPT_CONFIG = "great_expectations.yml.last-good"
+
+
+def _config_ok(path: Path) -> bool:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return False
+    return isinstance(doc, dict) and "config_version" in doc
+
+
+def keep_config(project_dir: Path) -> None:
+    """Copy great_expectations.yml aside (written whole, then renamed) after every write this
+    project makes to it: GX rewrites the file in place, truncating it first."""
+    gx_dir = Path(project_dir) / "gx"
+    if _config_ok(gx_dir / CONFIG):
+        tmp = gx_dir / (KEPT_CONFIG + ".tmp")
+        tmp.write_bytes((gx_dir / CONFIG).read_bytes())
+        os.replace(tmp, gx_dir / KEPT_CONFIG)
+
+
+def restore_config(project_dir: Path) -> bool:
+    """Put back the copy ``keep_config`` made when great_expectations.yml differs from it: every
+    write this project makes to the config is followed by a copy, so a difference means a write
+    that did not finish (GX truncates the file first: an empty one fails with only "Error while
+    processing DataContextConfig: _schema"; one cut short may load and fail later, when Data Docs
+    are built). Everything in the config (the datasource, its assets and batch definitions,
+    progress bars off) is derived: what the killed run added is added again when next needed.
+    True if the copy was put back."""
+    gx_dir = Path(project_dir) / "gx"
+    config, kept = gx_dir / CONFIG, gx_dir / KEPT_CONFIG
+    if not _config_ok(kept) or (config.exists() and config.read_bytes() == kept.read_bytes()):
+        return False
+    tmp = gx_dir / (CONFIG + ".restoring")
+    tmp.write_bytes(kept.read_bytes())
+    os.replace(tmp, config)
+    return True
 
 
 def data_docs_index(project_dir: Path) -> Path:

@@ -299,3 +299,25 @@ def test_a_gx_file_half_written_by_a_killed_run_does_not_stop_the_next(populatio
     again = [p for p in damaged if p.exists()]
     import json
     assert all(isinstance(json.loads(p.read_text()), dict) for p in again)
+
+
+@pytest.mark.parametrize("cut", ["empty", "half"])
+def test_a_gx_config_truncated_by_a_killed_run_does_not_stop_the_next(population_copy, cut):
+    """Found by the kill-and-rerun flow test (this session's full run): GX rewrites
+    great_expectations.yml in place, truncating it first; a run killed then left an empty file, and
+    the re-run failed with "Error while processing DataContextConfig: _schema". The last loadable
+    copy is put back (its contents are derived: the datasource and its assets are added again as
+    needed); with no copy, the damaged file is set aside and GX makes a new one."""
+    ingest(population_copy, ["postcode_lookup", "ndoo", "type1_optout"])
+    config = population_copy.validation_dir / "gx" / "great_expectations.yml"
+    text = config.read_text()
+    config.write_text("" if cut == "empty" else text[: len(text) // 2])
+    staged = ingest(population_copy, ["sus_apc"])
+    assert staged and {r.status for r in staged} == {"staged"}
+    assert config.read_text().count("config_version") == 1
+    kept = config.with_name(config.name + ".last-good")
+    kept.unlink()  # now with no good copy to put back
+    config.write_text("")
+    staged = ingest(population_copy, ["sus_op"])
+    assert staged and {r.status for r in staged} == {"staged"}
+    assert config.with_name(config.name + ".damaged").exists()
