@@ -118,6 +118,7 @@ class _Attacker:
 
     def set_pattern(self, pattern: np.ndarray, level: int) -> None:
         y = np.clip(pattern[self.cells].astype(float), 0.0, 1.0)
+        y[y < EPS] = 0.0  # a master LP's 1e-10s make bounds HiGHS's presolve can call infeasible
         same = self.pattern is not None and np.array_equal(self.pattern, y)
         if same and self.level == level:
             return
