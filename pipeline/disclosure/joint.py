@@ -77,6 +77,7 @@ class JointResult:
         self.seconds = 0.0
         self.cost = 0.0
         self.bound = 0.0
+        self.fractional: np.ndarray | None = None  # the LP relaxation's last solution (for rounding)
 
     def as_dict(self) -> dict:
         return {"protected": self.protected, "optimal": self.optimal, "rounds": self.rounds, "cuts": self.cuts,
@@ -317,6 +318,7 @@ def _search(release: Release, start: np.ndarray | None, time_limit: float, weigh
             master.run()
             fractional = np.clip(np.asarray(master.getSolution().col_value), 0.0, 1.0)
             result.bound = master.getInfo().objective_function_value
+            result.fractional = fractional
             added = add_cuts(fractional, ROUND_CUTS)
             log.debug("LP round at %.1fs: bound %.1f, %d cuts, %d checks so far", time.perf_counter() - began,
                       result.bound, added, result.checks)

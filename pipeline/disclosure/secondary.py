@@ -50,6 +50,7 @@ EPS = 1e-6
 METHODS = ("auto", "cube", "lp", "joint")
 JOINT_CELLS = 2_000  # "auto": the joint engine for tables up to this size (it finishes in its time limit), cube above
 AUTO_TIME_LIMIT = 30.0  # "auto": the joint engine's time limit per table (a package has several)
+ROUNDINGS = (0.5, 0.25)  # the LP relaxation's values at or above which a cell is hidden before repair
 LP_CHECK_COST = 2000  # a cube move dearer than this (people in the cells it hides): look wider
 CLEANUP_ALL_CELLS = 100_000
 CLEANUP_TRIES_PER_MOVE = 0.05  # ... and then at most this many cells tried per move (the largest)
@@ -251,20 +252,38 @@ def _joint(release: Release, workers: int | None, time_limit: float | None) -> R
     if found is None:
         return cube
     hidden, moves, result = found
+    candidates = []
     if result.protected:
         joint = apply_pattern(copy(release), hidden, moves)
         x = joint.table.matrix.tocsc()
         users = _users({key: (move, {int(c) for c in np.flatnonzero(np.abs(x[move.atoms, :].T @ move.coefficients)
                                                                      > EPS)}, 0.0) for key, move in moves.items()})
         _give_reasons(joint, users)
+        candidates.append(joint)
     else:
-        joint = copy(release)
-        joint.status[hidden & (joint.status == SAFE)] = SECONDARY
-        joint = _protect(joint, "cube", workers)
-    if weights[joint.hidden].sum() < weights[cube.hidden].sum() - EPS and (
-            moves_protect(joint) or audit_release(joint).passed):
-        return joint
+        candidates.append(_repaired(release, hidden, workers))
+    if not result.optimal and result.fractional is not None:
+        # Out of time before the proof: the LP relaxation's solution, rounded at a few levels and
+        # repaired the same way, often beats both the cube pattern and the master's last one.
+        for level in ROUNDINGS:
+            candidates.append(_repaired(release, result.fractional >= level, workers))
+    bar = weights[cube.hidden].sum() - EPS
+    for joint in sorted(candidates, key=lambda r: weights[r.hidden].sum()):
+        if weights[joint.hidden].sum() >= bar:
+            break
+        if moves_protect(joint) or audit_release(joint).passed:
+            return joint
     return cube
+
+
+def _repaired(release: Release, hidden: np.ndarray, workers: int | None) -> Release:
+    """``hidden`` made a protecting pattern: the cube engine protects what it leaves short,
+    starting from it, and its clean-up drops the cells no primary needs."""
+    import dataclasses
+
+    repaired = dataclasses.replace(release, status=release.status.copy(), reasons=[list(r) for r in release.reasons])
+    repaired.status[hidden & (repaired.status == SAFE)] = SECONDARY
+    return _protect(repaired, "cube", workers)
 
 
 def _protect(release: Release, method: str, workers: int | None) -> Release:

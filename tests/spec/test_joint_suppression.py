@@ -189,3 +189,20 @@ def test_on_the_600_cell_table_the_sliding_joint_engine_proves_its_optimum():
     hidden, moves, result = found
     assert result.protected and result.optimal and _weight(release, hidden) < _weight(cube, cube.hidden)
     assert audit_release(apply_pattern(release, hidden, moves)).passed
+
+
+def test_out_of_time_the_lp_relaxation_rounded_and_repaired_is_tried_too(monkeypatch):
+    """Stopped long before its proof, the engine's LP solution is rounded at each ``ROUNDINGS``
+    level and repaired by the cube engine; the cheapest candidate that passes the audit is kept,
+    and never one dearer than the cube pattern."""
+    from benchmarks.disclosure_tables import ward_table
+    from pipeline.disclosure import secondary
+
+    table = ward_table(n_wards=1, people=10_500, per_authority=None, per_region=None)
+    repaired = []
+    original = secondary._repaired
+    monkeypatch.setattr(secondary, "_repaired", lambda *a: repaired.append(a[1].sum()) or original(*a))
+    cube = protect(apply_primary(table, PROFILES["safehaven"]), "cube")
+    chosen = protect(apply_primary(table, PROFILES["safehaven"]), "joint", time_limit=4)
+    assert len(repaired) >= len(secondary.ROUNDINGS)
+    assert audit_release(chosen).passed and _weight(chosen, chosen.hidden) <= _weight(cube, cube.hidden) + 1e-9
