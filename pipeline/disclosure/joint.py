@@ -48,6 +48,10 @@ __all__ = ["JointResult", "apply_pattern", "cell_weights", "protect_joint"]
 log = logging.getLogger(__name__)
 
 EPS = 1e-6
+# A target is met when its reach falls short of its level by less than this share: 8 x 1e-8 is
+# below the audit's 1e-7 rounding slack, so a pattern the model passes never fails the audit
+# by a hair (a reach of 1 - 1e-6 made the audit floor an upper end of 8 to 7).
+REACH_TOL = 1e-8
 TIME_LIMIT = 120.0  # seconds for the whole search (master solves and checks)
 CAPACITY = 1.0  # how far a hidden cell may move up, as a share of the target's level
 CELL_COST = 5.0  # the cost of hiding a cell, before the people it holds (see ``cell_weights``)
@@ -264,13 +268,14 @@ def _search(release: Release, start: np.ndarray | None, time_limit: float, weigh
     def add_cuts(pattern: np.ndarray, most: int | None = None) -> int:
         """Check the targets under ``pattern`` (from where the last round stopped); add a cut for
         each that fails, stopping after ``most`` cuts. The number added."""
+        pattern = np.where(pattern < EPS, 0.0, pattern)  # as the attacker sees it (``set_pattern``)
         cuts = 0
         for _ in range(len(requirements)):
             if most is not None and cuts >= most:
                 break
             requirement = requirements[turn[0]]
             turn[0] = (turn[0] + 1) % len(requirements)
-            if sum(t.reach for t in requirement if t.covered(pattern, attacker)) >= 1.0 - EPS:
+            if sum(t.reach for t in requirement if t.covered(pattern, attacker)) >= 1.0 - REACH_TOL:
                 continue
             if out_of_time():
                 raise _OutOfTime
@@ -286,16 +291,16 @@ def _search(release: Release, start: np.ndarray | None, time_limit: float, weigh
                 reach += got
                 # V(y) <= V(y*) + g·(y - y*): g is each row's dual times its bound's slope in y.
                 g[attacker.cells] += np.where(duals > 0, duals * CAPACITY, -duals * attacker.down(target.level))
-            if reach >= 1.0 - EPS:
+            if reach >= 1.0 - REACH_TOL:
                 continue
             target = requirement[0]
             rhs = 1.0 - reach + float(g @ pattern)
             rhs -= float(g[forced].sum())  # cells hidden in every pattern
             use = free & (g > EPS)
-            if rhs <= EPS or not use.any():
+            if rhs <= REACH_TOL or not use.any():
                 raise _GiveWay(f"cell {target.cell} cannot be protected by {target.amount} in the model")
             index = np.flatnonzero(use).astype(np.int32)
-            master.addRow(rhs - EPS, highspy.kHighsInf, index.size, index, np.minimum(g[index], rhs))
+            master.addRow(rhs - min(EPS, rhs / 2), highspy.kHighsInf, index.size, index, np.minimum(g[index], rhs))
             cuts += 1
         result.cuts += cuts
         return cuts
