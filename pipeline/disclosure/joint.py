@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 
 EPS = 1e-6
 # A target is met when its reach falls short of its level by less than this share: 8 x 1e-8 is
-# below the audit's 1e-7 rounding slack, so a pattern the model passes never fails the audit
-# by a hair (a reach of 1 - 1e-6 made the audit floor an upper end of 8 to 7).
+# inside the audit's 1e-7 rounding slack, so a reach the model accepts is one the audit's
+# integer rounding (floor of the upper end) keeps.
 REACH_TOL = 1e-8
 TIME_LIMIT = 120.0  # seconds for the whole search (master solves and checks)
 CAPACITY = 1.0  # how far a hidden cell may move up, as a share of the target's level

@@ -258,6 +258,13 @@ def _joint(release: Release, workers: int | None, time_limit: float | None) -> R
         x = joint.table.matrix.tocsc()
         users = _users({key: (move, {int(c) for c in np.flatnonzero(np.abs(x[move.atoms, :].T @ move.coefficients)
                                                                      > EPS)}, 0.0) for key, move in moves.items()})
+        # A secondary no move changes protects nothing (a pattern stopped before its proof can
+        # hold some) and the audit would find it exact: publish it; every move still holds.
+        idle = np.flatnonzero(joint.status == SECONDARY)
+        idle = idle[[not users.get(int(c)) for c in idle]] if idle.size else idle
+        if release.kept is not None:
+            idle = idle[~release.kept[idle]]
+        joint.status[idle] = SAFE
         _give_reasons(joint, users)
         candidates.append(joint)
     else:

@@ -206,3 +206,31 @@ def test_out_of_time_the_lp_relaxation_rounded_and_repaired_is_tried_too(monkeyp
     chosen = protect(apply_primary(table, PROFILES["safehaven"]), "joint", time_limit=4)
     assert len(repaired) >= len(secondary.ROUNDINGS)
     assert audit_release(chosen).passed and _weight(chosen, chosen.hidden) <= _weight(cube, cube.hidden) + 1e-9
+
+
+def test_a_secondary_no_move_uses_is_published_not_left_for_the_audit_to_refuse(monkeypatch):
+    """Found while checking the engine against the audit: a pattern stopped before its proof (or
+    pushed by over-strong cuts) can hide a cell that protects nothing; the attacker then recovers
+    it exactly and the audit refused the whole pattern, so the cube pattern was kept. Such a cell
+    is now published: every move still holds and the audit passes."""
+    import polars as pl
+
+    from pipeline.disclosure import joint as joint_module
+    from pipeline.disclosure.table import Dimension, build_table
+
+    counts = [("r0", "c0", 50), ("r0", "c1", 35), ("r1", "c0", 3), ("r1", "c1", 50), ("r2", "c0", 40),
+              ("r2", "c1", 20), ("r3", "c0", 30), ("r3", "c1", 25)]
+    table = build_table(pl.DataFrame(counts, schema=["row", "col", "count"], orient="row"),
+                        [Dimension.flat("row", ["r0", "r1", "r2", "r3"]), Dimension.flat("col", ["c0", "c1"])])
+    release = apply_primary(table, PROFILES["safehaven"])
+    hidden, moves, result = protect_joint(release, start=protect(apply_primary(table, PROFILES["safehaven"]),
+                                                                 "cube").hidden.copy(), time_limit=20)
+    inner = table.cells["inner"].to_numpy()
+    extra = int(np.flatnonzero(inner & ~hidden)[-1])  # an inner cell the optimum publishes
+    padded = hidden.copy()
+    padded[extra] = True
+    result.optimal = False
+    monkeypatch.setattr(joint_module, "protect_joint", lambda *a, **k: (padded.copy(), moves, result))
+    chosen = protect(apply_primary(table, PROFILES["safehaven"]), "joint", time_limit=20)
+    assert not chosen.hidden[extra] and (chosen.hidden == hidden).all()
+    assert audit_release(chosen).passed
