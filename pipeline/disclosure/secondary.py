@@ -237,24 +237,19 @@ def _joint(release: Release, workers: int | None, time_limit: float | None) -> R
     from, and which is kept otherwise). When the time limit stops the search before the master's
     pattern protects every primary, that pattern is repaired: the cube engine protects what it
     leaves short, starting from it, and cleans up. Whatever is returned is held to the audit."""
-    import dataclasses
-
     from pipeline.disclosure.audit import audit_release, moves_protect
     from pipeline.disclosure.joint import TIME_LIMIT, apply_pattern, cell_weights, protect_joint
 
-    def copy(of: Release) -> Release:
-        return dataclasses.replace(of, status=of.status.copy(), reasons=[list(r) for r in of.reasons])
-
-    cube = protect(copy(release), "cube", workers)
+    cube = protect(_copy(release), "cube", workers)
     weights = cell_weights(release)
-    found = protect_joint(copy(release), start=cube.hidden.copy(),
+    found = protect_joint(_copy(release), start=cube.hidden.copy(),
                           time_limit=TIME_LIMIT if time_limit is None else time_limit, weights=weights)
     if found is None:
         return cube
     hidden, moves, result = found
     candidates = []
     if result.protected:
-        joint = apply_pattern(copy(release), hidden, moves)
+        joint = apply_pattern(_copy(release), hidden, moves)
         x = joint.table.matrix.tocsc()
         users = _users({key: (move, {int(c) for c in np.flatnonzero(np.abs(x[move.atoms, :].T @ move.coefficients)
                                                                      > EPS)}, 0.0) for key, move in moves.items()})
@@ -283,12 +278,17 @@ def _joint(release: Release, workers: int | None, time_limit: float | None) -> R
     return cube
 
 
+def _copy(release: Release) -> Release:
+    """The release with statuses and reasons of its own (the table and levels shared)."""
+    import dataclasses
+
+    return dataclasses.replace(release, status=release.status.copy(), reasons=[list(r) for r in release.reasons])
+
+
 def _repaired(release: Release, hidden: np.ndarray, workers: int | None) -> Release:
     """``hidden`` made a protecting pattern: the cube engine protects what it leaves short,
     starting from it, and its clean-up drops the cells no primary needs."""
-    import dataclasses
-
-    repaired = dataclasses.replace(release, status=release.status.copy(), reasons=[list(r) for r in release.reasons])
+    repaired = _copy(release)
     repaired.status[hidden & (repaired.status == SAFE)] = SECONDARY
     return _protect(repaired, "cube", workers)
 

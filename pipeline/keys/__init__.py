@@ -74,7 +74,7 @@ def open_keystore(settings, create_demo: bool = False, roles: tuple[str, ...] = 
     and a role with no credential set falls back to that passphrase."""
     holders = KeyHolders.from_contracts(settings.contracts_dir)
     if tuple(roles) == ALL_ROLES:
-        roles = _roles_in(settings.keystore_path) or holders.roles
+        roles = tuple(sorted(_roles_on_disk(settings.keystore_path))) or holders.roles
     if create_demo and not settings.keystore_path.exists():
         credentials = {r: c for r in holders.roles if (c := role_credential(settings, r)) is not None}
         LocalKeystore.create(settings.keystore_path, _demo_credential(),
@@ -85,7 +85,8 @@ def open_keystore(settings, create_demo: bool = False, roles: tuple[str, ...] = 
     credentials = {}
     for role in roles:
         credential = role_credential(settings, role, demo=create_demo)
-        if credential is None and role != ENGINEER and _shares_engineers(settings.keystore_path, role):
+        shared = _roles_on_disk(settings.keystore_path).get(role, {}).get("shared")
+        if credential is None and role != ENGINEER and shared:
             credential = role_credential(settings, ENGINEER)  # one operator, one credential (keys status warns)
         if credential is None:
             raise KeystoreError(f"no credential for role '{role}': set {role_env(role)}"
@@ -95,20 +96,12 @@ def open_keystore(settings, create_demo: bool = False, roles: tuple[str, ...] = 
     return LocalKeystore(settings.keystore_path, credentials=credentials, holders=holders)
 
 
-def _shares_engineers(path, role: str) -> bool:
-    """Whether ``role`` was made under the engineer's credential and never given its own."""
+
+def _roles_on_disk(path) -> dict:
+    """The keystore file's role entries (public data only), or {} when there is none to read."""
     import json
 
     try:
-        return bool(json.loads(path.read_text())["roles"][role].get("shared"))
+        return json.loads(path.read_text())["roles"]
     except (OSError, ValueError, KeyError):
-        return False
-
-
-def _roles_in(path) -> tuple[str, ...]:
-    import json
-
-    try:
-        return tuple(sorted(json.loads(path.read_text())["roles"]))
-    except (OSError, ValueError, KeyError):
-        return ()
+        return {}

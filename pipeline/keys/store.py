@@ -25,7 +25,6 @@ then makes n unusable. A retired master's ciphertext is deleted from the file.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import fcntl
@@ -45,7 +44,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from pipeline.errors import KeystoreError
-from pipeline.keys.credentials import Credential, WrongCredential
+from pipeline.keys.credentials import Credential, WrongCredential, _b64, _unb64
 from pipeline.keys.domains import DomainKey, KeyDomain, derive_domain_key
 from pipeline.keys.roles import CERTIFICATE_SIGNING, ENGINEER, IG_LEAD, KeyHolders, role_env
 
@@ -58,16 +57,13 @@ DEFAULT_ROLES = (ENGINEER, IG_LEAD, "analyst", "super-user")
 _WRAP_INFO = b"safehaven-keystore/2 wrap"
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text.encode())
-
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _raw_private(key: X25519PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
 
 
 def _raw_public(key: X25519PublicKey) -> bytes:
@@ -183,8 +179,7 @@ class LocalKeystore:
                "data_keys": {}}
         for role in roles:
             private = X25519PrivateKey.generate()
-            raw = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                        serialization.NoEncryption())
+            raw = _raw_private(private)
             credential = credentials.get(role, kek)
             doc["roles"][role] = {"public": _b64(_raw_public(private.public_key())), "credential": credential.kind,
                                   "shared": role not in credentials, "changed": _now(),
@@ -205,8 +200,8 @@ class LocalKeystore:
         out = {}
         for role in roles:
             if role not in doc["roles"]:
-                raise KeystoreError(f"no role '{role}' in the keystore to wrap {kind} '{name}' for: add it with "
-                                    "'safehaven keys add-role'")
+                raise KeystoreError(f"no role '{role}' in the keystore to wrap {kind} '{name}' for: the mart "
+                                    "contracts name a role the keystore was made without")
             out[role] = wrap_for(_unb64(doc["roles"][role]["public"]), secret, _aad(kind, name, role))
         return out
 
@@ -283,30 +278,10 @@ class LocalKeystore:
         Every key wrapped for the role stays as it is; no other role is touched."""
         if role not in self._private:
             raise KeystoreError(f"changing role '{role}''s credential needs its current one ({role_env(role)})")
-        raw = self._private[role].private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                               serialization.NoEncryption())
+        raw = _raw_private(self._private[role])
         with self._changing() as doc:
             doc["roles"][role] |= {"private": credential.seal(raw, _aad("role", role, role)),
                                    "credential": credential.kind, "shared": False, "changed": _now()}
-
-    def add_role(self, role: str, credential: Credential) -> None:
-        """A new role (a new mart reader, say) with its own key pair; keys are wrapped for it as
-        they are made from now on (``grant`` wraps existing ones)."""
-        private = X25519PrivateKey.generate()
-        raw = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                    serialization.NoEncryption())
-        with self._changing() as doc:
-            if role in doc["roles"]:
-                raise KeystoreError(f"role '{role}' already exists")
-            doc["roles"][role] = {"public": _b64(_raw_public(private.public_key())), "credential": credential.kind,
-                                  "shared": False, "changed": _now(),
-                                  "private": credential.seal(raw, _aad("role", role, role))}
-
-    def grant(self, name: str, role: str) -> None:
-        """Wrap an existing data key for one more role (this process must hold it already)."""
-        secret = self.data_key(name)
-        with self._changing() as doc:
-            doc["data_keys"][name]["wrapped"] |= self._wrapped(doc, "data-key", name, secret, (role,))
 
     # Rotation ----------------------------------------------------------------------------
     def rotate(self) -> int:

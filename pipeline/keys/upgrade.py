@@ -13,7 +13,6 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from pipeline.errors import KeystoreError
 from pipeline.keys.credentials import Credential, KeyEncryptionKey
@@ -24,16 +23,13 @@ from pipeline.keys.store import FORMAT_V1, LocalKeystore, certificate_public_key
 __all__ = ["upgrade_v1"]
 
 
-def _old_kek(doc: dict, kek: KeyEncryptionKey) -> bytes:
+def _old_kek(doc: dict, kek: KeyEncryptionKey) -> AESGCM:
+    """The format-1 key-encryption key, through the credential's own derivation."""
     params = doc["kek"]
-    if params.get("kind") == "scrypt":
-        if kek.kind != "scrypt":
-            raise KeystoreError("the old keystore was sealed with a passphrase: give it as SAFEHAVEN_KEYSTORE_PASSPHRASE")
-        return Scrypt(salt=base64.b64decode(params["salt"]), length=32, n=params["n"], r=params["r"],
-                      p=params["p"]).derive(kek._passphrase.encode("utf-8"))
-    if kek.kind != "key":
-        raise KeystoreError("the old keystore was sealed with a key: give it as SAFEHAVEN_KEK")
-    return kek._key
+    if (params.get("kind") == "scrypt") != (kek.kind == "scrypt"):
+        raise KeystoreError("the old keystore was sealed with a " + ("passphrase: give it as SAFEHAVEN_KEYSTORE_PASSPHRASE"
+                            if params.get("kind") == "scrypt" else "key: give it as SAFEHAVEN_KEK"))
+    return kek._aes({"salt": params.get("salt"), "scrypt": {k: params.get(k) for k in ("n", "r", "p")}})
 
 
 def upgrade_v1(path: Path, old: KeyEncryptionKey, credentials: dict[str, Credential], holders,
@@ -43,8 +39,7 @@ def upgrade_v1(path: Path, old: KeyEncryptionKey, credentials: dict[str, Credent
     doc = json.loads(path.read_text())
     if doc.get("format") != FORMAT_V1:
         raise KeystoreError(f"{path} is not a {FORMAT_V1} keystore")
-    raw = _old_kek(doc, old)
-    aes = AESGCM(raw)
+    aes = _old_kek(doc, old)
 
     def opened(entry: dict, aad: str) -> bytes:
         try:

@@ -47,21 +47,27 @@ def _marts_for(settings, role: str) -> tuple[str, ...]:
     return roles[role]
 
 
+def _attach(con: duckdb.DuckDBPyConnection, settings, keystore, marts: tuple[str, ...]) -> tuple[str, ...]:
+    """Attach the current file of each published mart in ``marts`` read-only, as a catalog named
+    after it (the key a bound parameter, never SQL text); the names attached."""
+    attached = []
+    for name in marts:
+        pointer = current_mart(settings.marts_dir, name)
+        if pointer is None:
+            continue
+        con.execute(f"ATTACH '{settings.marts_dir / pointer['file']}' AS {name} (ENCRYPTION_KEY $key, READ_ONLY)",
+                    {"key": keystore.data_key(pointer["key"]).hex()})
+        attached.append(name)
+    return tuple(attached)
+
+
 def open_marts(settings, keystore, role: str) -> tuple[duckdb.DuckDBPyConnection, tuple[str, ...]]:
     """A locked-down connection with the role's marts attached read-only (as catalogs named
     after the marts; their tables are also on the search path)."""
     marts = _marts_for(settings, role)
     con = connect()
-    attached = []
     try:
-        for name in marts:
-            pointer = current_mart(settings.marts_dir, name)
-            if pointer is None:
-                continue
-            key = keystore.data_key(pointer["key"])
-            con.execute(f"ATTACH '{settings.marts_dir / pointer['file']}' AS {name} (ENCRYPTION_KEY $key, READ_ONLY)",
-                        {"key": key.hex()})
-            attached.append(name)
+        attached = _attach(con, settings, keystore, marts)
         if not attached:
             raise UserError(f"no mart is published for role '{role}' yet: run 'safehaven link'")
         con.execute(f"SET search_path = '{','.join(f'{n}.main' for n in attached)}'")
@@ -70,7 +76,7 @@ def open_marts(settings, keystore, role: str) -> tuple[duckdb.DuckDBPyConnection
     except BaseException:
         con.close()
         raise
-    return con, tuple(attached)
+    return con, attached
 
 
 def attach_marts(con: duckdb.DuckDBPyConnection, role: str, settings=None, actor: str | None = None) -> tuple[str, ...]:
@@ -88,16 +94,10 @@ def attach_marts(con: duckdb.DuckDBPyConnection, role: str, settings=None, actor
     marts = _marts_for(settings, role)
     keystore = open_keystore(settings, create_demo=settings.allow_synthetic_nhs_numbers, roles=(role,))
     con.execute(f"LOAD '{httpfs_extension()}'")  # DuckDB's encryption needs OpenSSL from httpfs
-    attached = []
-    for name in marts:
-        pointer = current_mart(settings.marts_dir, name)
-        if pointer is None:
-            continue
-        con.execute(f"ATTACH '{settings.marts_dir / pointer['file']}' AS {name} (ENCRYPTION_KEY $key, READ_ONLY)",
-                    {"key": keystore.data_key(pointer["key"]).hex()})
-        attached.append(name)
-    settings.audit().append("marts.attached", {"role": role, "user": actor or getpass.getuser(), "marts": attached})
-    return tuple(attached)
+    attached = _attach(con, settings, keystore, marts)
+    settings.audit().append("marts.attached", {"role": role, "user": actor or getpass.getuser(),
+                                               "marts": list(attached)})
+    return attached
 
 
 def _sql_record(sql: str) -> dict:
