@@ -58,6 +58,8 @@ LABELS: dict[str, dict[str, str]] = {
 #: A name column published beside a code dimension: code column -> (name column, SQL over ``p``).
 NAMES: dict[str, tuple[str, str]] = {
     "ward_code": ("ward_name", "coalesce(p.ward_name, p.ward_code, 'unknown')"),
+    "practice": ("practice_name", ("coalesce((SELECT min(x.practice_name) FROM practices x WHERE x.practice_code = "
+                                   "r.registered_practice), r.registered_practice, 'unknown')")),
 }
 #: Numeric person-mart columns a magnitude table may total.
 MEASURES = ("emergency_spells_12m", "apc_spells_12m", "bed_days_12m", "ae_attendances_12m", "op_attendances_12m",

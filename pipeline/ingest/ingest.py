@@ -346,8 +346,11 @@ class Ingestor:
 
     @staticmethod
     def _reference(path: Path, columns: list[str], table=None, layout: bool = False) -> pl.DataFrame:
-        """The postcode lookup's staged form: geography only, no postcodes."""
+        """A reference file's staged form: the postcode lookup's geography only, no postcodes; any
+        other reference table (the ODS practices) as delivered, one row per distinct row."""
         frame = pl.concat([pl.from_arrow(b) for b in read_batches(path, columns, 64 * 2**20, table, layout)])
+        if "postcode" not in frame.columns:
+            return frame.unique().sort(frame.columns)
         keep = [c for c in ("lsoa21cd", "ward_code", "ward_name", "imd_decile", "imd_edition") if c in frame.columns]
         return frame.select(keep).unique().sort(keep).with_columns(pl.col("imd_decile").cast(pl.Int32))
 

@@ -104,6 +104,10 @@ def _build_person(con, reference: dt.date, present: set[str]) -> None:
         "JOIN (SELECT DISTINCT client_id_pid, service_id, start_date, end_date, weekly_cost FROM w.stg_asc_services) s "
         "USING (client_id_pid) GROUP BY ALL"
         if {"stg_asc_clients", "stg_asc_services"} <= present else "SELECT NULL::VARCHAR AS person_pid, 0 AS cost WHERE false")
+    practices = ("SELECT practice_code, min(practice_name) AS practice_name FROM w.stg_ods_practices "
+                 "WHERE practice_code IS NOT NULL GROUP BY practice_code" if "stg_ods_practices" in present
+                 else "SELECT NULL::VARCHAR AS practice_code, NULL::VARCHAR AS practice_name WHERE false")
+    con.execute(f"CREATE TABLE m.practices AS {practices}")
     con.execute(f"""
         CREATE TABLE m.people AS
         SELECT i.person_id, s.age::INTEGER AS age, {age_band_sql('s.age')} AS age_band, s.gender,

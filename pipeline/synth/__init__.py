@@ -34,7 +34,8 @@ __all__ = ["DEFAULT_POPULATION", "EXTRACT_DATE", "FEEDS", "SynthResult", "genera
 
 DEFAULT_POPULATION = 175_000
 #: Feed contracts the generator writes deliveries for, in writing order.
-FEEDS = ("postcode_lookup", "ndoo", "type1_optout", "gp", "sus_apc", "sus_op", "ecds", "csds", "mhsds", "asc")
+FEEDS = ("postcode_lookup", "ods_practices", "ndoo", "type1_optout", "gp", "sus_apc", "sus_op", "ecds", "csds", "mhsds",
+         "asc")
 
 
 @dataclass(frozen=True)

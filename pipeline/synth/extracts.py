@@ -251,8 +251,9 @@ def opt_out_tables(rng, people: pl.DataFrame) -> dict[str, pl.DataFrame]:
 
 
 def lookup_table(geo) -> dict[str, pl.DataFrame]:
+    """The reference files: the postcode lookup (NSPL-shaped) and the practices (ODS epraccur-shaped)."""
     pc = geo.postcodes
-    return {"postcode_lookup": pc.select(
+    return {"ods_practices": geo.practices.select("practice_code", "practice_name"), "postcode_lookup": pc.select(
         "postcode", "lsoa21cd", "ward_code", "ward_name", "imd_decile",
         imd_edition=pl.lit("IoD2025"),
         date_terminated=pl.when(pl.col("terminated")).then(pl.lit(dt.date(2024, 6, 30))).otherwise(None),

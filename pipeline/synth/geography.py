@@ -36,6 +36,7 @@ WARDS: tuple[tuple[str, float, str], ...] = (
 UNIT_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"  # inward-code letters never use C, I, K, M, O, V
 PROVIDERS = {"acute": "R9Z", "community": "R9Y", "mental_health": "R9X"}
 N_PRACTICES = 37
+PRACTICE_KINDS = ("Surgery", "Medical Centre", "Health Centre", "Family Practice", "Medical Practice")
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Geography:
     wards: pl.DataFrame  # ward_code, ward_name, deprivation
     lsoas: pl.DataFrame  # lsoa21cd, ward_code, imd_decile, weight
     postcodes: pl.DataFrame  # postcode, lsoa21cd, ward_code, ward_name, imd_decile, date_terminated
-    practices: pl.DataFrame  # practice_code, ward_code, list_weight
+    practices: pl.DataFrame  # practice_code, practice_name, ward_code, list_weight
 
 
 def build_geography(rng: np.random.Generator) -> Geography:
@@ -81,9 +82,12 @@ def build_geography(rng: np.random.Generator) -> Geography:
         pl.Series("terminated", terminated),
     )
     practice_wards = rng.choice(wards["ward_code"].to_numpy(), size=N_PRACTICES)
+    ward_names = dict(zip(wards["ward_code"], wards["ward_name"], strict=True))
     practices = pl.DataFrame(
         {
             "practice_code": [f"S9{i + 1:04d}" for i in range(N_PRACTICES)],
+            "practice_name": [f"{ward_names[w]} {PRACTICE_KINDS[i % len(PRACTICE_KINDS)]}".upper()
+                              for i, w in enumerate(practice_wards)],  # ODS publishes names in capitals
             "ward_code": practice_wards,
             "list_weight": rng.lognormal(0, 0.45, N_PRACTICES),
         }

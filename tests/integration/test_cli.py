@@ -21,7 +21,7 @@ def run(*args, env=None, cwd=None):
 def test_contracts_check_passes_on_the_repository():
     out = run("contracts", "check", "--as-of", "2026-04-15", "--data-root", "/tmp/safehaven-cli-check")
     assert out.returncode == 0, out.stderr
-    assert "All 10 contracts pass" in out.stdout
+    assert "All 11 contracts pass" in out.stdout
 
 
 def test_contracts_check_lists_problems_with_file_and_field(tmp_path):

@@ -27,8 +27,7 @@ from tests.staged import staged_contents
 
 POPULATION, SEED = 300, 11
 pytestmark = pytest.mark.xdist_group("supplier-drafts")  # one native population for the module
-KINDS = {"ndoo": FeedKind.OPT_OUT_LIST, "type1_optout": FeedKind.OPT_OUT_LIST,
-         "postcode_lookup": FeedKind.REFERENCE}
+KINDS = {feed: require_contract(CONTRACTS, feed).ig.feedKind for feed in feed_names(CONTRACTS)}  # as --kind says
 APPROVAL = {"approvedBy": "A. Example, Information Governance Lead", "role": "ig-lead",
             "date": "2026-04-01", "reference": "IGA-TEST-18"}
 
@@ -122,7 +121,7 @@ def test_drafted_approved_contracts_stage_a_supplier_style_exactly_as_the_native
         from tests.integration.test_contract_lint import _lint
 
         linted = _lint(contracts)
-        assert len(linted) == 10 and all(r["result"] == "passed" and not r["not_passed"] for r in linted.values())
+        assert len(linted) == 11 and all(r["result"] == "passed" and not r["not_passed"] for r in linted.values())
     supplier = settings.model_copy(update={"contracts_dir": contracts})
     _ingest(supplier)
 

@@ -12,7 +12,7 @@ def test_a_fresh_root_gets_a_pack_that_says_nothing_has_happened_yet(settings):
     paths = build_evidence_pack(settings)
     pack = paths["pack"]
     assert pack.audit["ok"] and pack.audit["entries"] == 0
-    assert len(pack.contracts) == 10 and all(c["ok"] for c in pack.contracts)
+    assert len(pack.contracts) == 11 and all(c["ok"] for c in pack.contracts)
     assert not pack.deliveries and not pack.releases and not pack.certificates
     page = paths["evidence"].read_text()
     assert "No linkage has run yet." in page and "Nothing has been published." in page

@@ -354,7 +354,7 @@ def test_records_state_the_rules_and_widths_each_table_was_held_to(published):
 
 
 def test_the_package_reads_as_a_commissioner_expects(published, tmp_path):
-    """Ward names beside codes, gender as labels, and a table that hides more than half of its
+    """Ward and practice names beside codes, gender as labels, and a table that hides more than half of its
     non-zero cells carries a warning (summary, manifest and page) naming the coarser table."""
     settings, keystore, _, result, _ = published
     people = _scored(settings, keystore)
@@ -362,6 +362,14 @@ def test_the_package_reads_as_a_commissioner_expects(published, tmp_path):
     frame = pl.read_csv(result.folder / "long_term_conditions_by_ward.csv", infer_schema=False)
     for code, name in frame.select("ward_code", "ward_name").unique().iter_rows():
         assert name == names[code] and name
+    # Practice names beside codes, as the ODS practices file in landing names them (an independent
+    # source: the package reaches them through staging and the person mart).
+    ods = pl.concat([pl.read_csv(f, infer_schema=False) for f in (settings.landing / "ods_practices").glob("*.csv")])
+    practices = dict(ods.select("practice_code", "practice_name").iter_rows()) | {TOTAL: TOTAL}
+    frame = pl.read_csv(result.folder / "emergency_admissions_by_practice_tier.csv", infer_schema=False)
+    assert frame.columns[:2] == ["practice", "practice_name"]
+    shown = frame.select("practice", "practice_name").unique()
+    assert shown.height > 2 and all(name == practices[code] for code, name in shown.iter_rows())
     genders = set(pl.read_csv(result.folder / "people_by_ward_age_gender_tier.csv", infer_schema=False)["gender"])
     assert {"Male", "Female", TOTAL} <= genders <= {*LABELS["gender"].values(), TOTAL}
     manifest = json.loads((result.folder / "manifest.json").read_text())

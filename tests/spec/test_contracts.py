@@ -16,7 +16,8 @@ from pipeline.errors import ContractError, ContractExpired
 from tests.conftest import CONTRACTS
 
 AS_OF = dt.date(2026, 4, 15)
-FEEDS = {"sus_apc", "sus_op", "ecds", "gp", "csds", "mhsds", "asc", "ndoo", "type1_optout", "postcode_lookup"}
+FEEDS = {"sus_apc", "sus_op", "ecds", "gp", "csds", "mhsds", "asc", "ndoo", "type1_optout", "postcode_lookup",
+         "ods_practices"}
 
 
 def test_every_feed_has_a_contract_and_all_pass():

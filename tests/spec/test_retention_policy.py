@@ -60,7 +60,7 @@ def _prop(doc, name):
 
 def test_every_shipped_feed_has_an_approved_policy():
     policies = load_policies(CONTRACTS, dt.date(2026, 4, 15))
-    assert len(policies) == 10 and all(p.status == "due" for p in policies.values())
+    assert len(policies) == 11 and all(p.status == "due" for p in policies.values())
     apc = policies["sus_apc"]
     assert (apc.element_table, apc.element_column, apc.records.describe()) == ("sus_apc_spells", "admission_date",
                                                                                "5 years")
