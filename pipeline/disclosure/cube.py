@@ -27,7 +27,7 @@ import numpy as np
 
 from pipeline.disclosure.lattice import Lattice
 
-__all__ = ["CubeSearch", "Move"]
+__all__ = ["CubeSearch", "Cubes", "Move"]
 
 SHORTLIST = 3  # siblings per dimension (and atoms of a margin) a cube may use
 WIDE_SHORTLIST = 16  # ... when no cheap cube was found with the short list
@@ -54,6 +54,31 @@ def _options(options) -> tuple[np.ndarray, ...]:
     return node, sign, anode, asign
 
 
+class Cubes:
+    """The candidate cubes around one cell, one per row: the cells each changes (``-1`` padding)
+    with signs, its atoms with signs; and what every search over them looks up (the cells'
+    weights, the atoms' counts, each direction's capacity), computed once, since the search's
+    weights and counts do not change."""
+
+    __slots__ = ("_capacity", "asigns", "atoms", "avail", "cells", "safe_cells", "signs", "valid", "weights")
+
+    def __init__(self, cells, signs, atoms, asigns, atom_counts: np.ndarray, weights: np.ndarray):
+        self.cells, self.signs, self.atoms, self.asigns = cells, signs, atoms, asigns
+        self.valid = cells >= 0
+        self.safe_cells = np.where(self.valid, cells, 0)
+        self.weights = np.where(self.valid, weights[self.safe_cells], 0.0)
+        self.avail = atom_counts[np.where(atoms >= 0, atoms, 0)]
+        self._capacity: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def capacity(self, direction: int) -> tuple[np.ndarray, np.ndarray]:
+        """The atoms that lose people under a move in ``direction`` and, per cube, how far it can
+        move before one of them reaches zero."""
+        if direction not in self._capacity:
+            limiting = (self.asigns == -direction) & (self.atoms >= 0)
+            self._capacity[direction] = limiting, np.where(limiting, self.avail, np.iinfo(np.int64).max).min(axis=1)
+        return self._capacity[direction]
+
+
 class CubeSearch:
     def __init__(self, lattice: Lattice, atom_counts: np.ndarray, weights: np.ndarray, hidden: np.ndarray):
         self.lat = lattice
@@ -62,8 +87,9 @@ class CubeSearch:
         self.hidden = hidden  # shared with the engine: updated in place
 
     # Candidate cubes ---------------------------------------------------------------------------
-    def _shortlist(self, nodes: np.ndarray, d: int, size: int) -> list[int]:
-        """Hidden neighbours first (free), the fullest first; then the smallest published."""
+    def _shortlist(self, nodes: np.ndarray, d: int, size: int, hidden_only: bool = False) -> list[int]:
+        """Hidden neighbours first (free), the fullest first; then the smallest published (not
+        with ``hidden_only``: a cube through a published neighbour is not free)."""
         lat = self.lat
         sibs = lat.sibling_array(d, int(nodes[d]))
         if not sibs.size:
@@ -71,8 +97,8 @@ class CubeSearch:
         cells = lat.cell_of[int(nodes @ lat.strides) + (sibs - nodes[d]) * lat.strides[d]]
         hidden = self.hidden[cells]
         counts = self.weights[cells] - 1
-        order = np.lexsort((sibs, np.where(hidden, -counts, counts), ~hidden))
-        return sibs[order[:size]].tolist()
+        order = np.lexsort((sibs, np.where(hidden, -counts, counts), ~hidden))[:size]
+        return sibs[order[hidden[order]] if hidden_only else order].tolist()
 
     def _fullest_leaf(self, leaf: list[int], d: int, node: int) -> int:
         """The leaf under ``node`` (dimension ``d``) whose atom, with the other dimensions at
@@ -85,21 +111,24 @@ class CubeSearch:
         counts = self.atom_counts[lat.atom_of[base + under * lat.strides[d]]]
         return int(under[int(np.argmax(counts))])
 
-    def candidates(self, cell: int, size: int = SHORTLIST):
-        """Every cube around ``cell`` over the shortlisted siblings: the cells each changes
-        (``-1`` padding) with signs, and its atoms with signs."""
+    def candidates(self, cell: int, size: int = SHORTLIST, free_only: bool = False) -> Cubes | None:
+        """Every cube around ``cell`` over the shortlisted siblings (``Cubes``), or None. With
+        ``free_only``, only those that could be free: a cube spanning a dimension changes the
+        cell's neighbour there, so that neighbour must be hidden (the cubes left out would cost
+        something; the order of the others is kept, so a search picks the same one)."""
         lat = self.lat
         # A margin moves through its fullest atoms, so a move down has people to take away.
         atoms_in = lat.atoms_under(cell)
         counts = self.atom_counts[atoms_in]
         order = np.lexsort((atoms_in, -counts))[:size]
         through = atoms_in[order][counts[order] > 0] if counts[order[0]] > 0 else atoms_in[order[:1]]
-        blocks = [b for a in through for b in self._blocks_through(cell, [int(n) for n in lat.atom_nodes[a]], size)]
+        blocks = [b for a in through
+                  for b in self._blocks_through(cell, [int(n) for n in lat.atom_nodes[a]], size, free_only)]
         if not blocks:
             return None
-        return self._stack(blocks)
+        return Cubes(*self._stack(blocks), self.atom_counts, self.weights)
 
-    def _blocks_through(self, cell: int, leaf: list[int], size: int):
+    def _blocks_through(self, cell: int, leaf: list[int], size: int, free_only: bool = False):
         """The cubes around ``cell`` that move it through the atom at ``leaf``: one product over
         the dimensions, each either unspanned (the chain up to ``Total`` moves) or spanned to a
         shortlisted sibling; the all-unspanned choice is left out."""
@@ -111,7 +140,7 @@ class CubeSearch:
             options = [(chain, [1] * len(chain), [leaf[d], -1], [1, 0])]
             if nodes[d] != 0:
                 own = lat.chain(d, leaf[d], stop=int(nodes[d]))
-                for u in self._shortlist(nodes, d, size):
+                for u in self._shortlist(nodes, d, size, free_only):
                     down = self._fullest_leaf(leaf, d, u)
                     other = lat.chain(d, down, stop=u)
                     options.append((own + other, [1] * len(own) + [-1] * len(other), [leaf[d], down], [1, -1]))
@@ -123,6 +152,8 @@ class CubeSearch:
 
     @staticmethod
     def _stack(blocks):
+        if len(blocks) == 1:  # an inner cell's cubes all go through its own atom
+            return blocks[0]
         rows = sum(b[0].shape[0] for b in blocks)
         width = max(b[0].shape[1] for b in blocks)
         awidth = max(b[2].shape[1] for b in blocks)
@@ -160,54 +191,68 @@ class CubeSearch:
     def protect(self, cell: int, amount: int, *, free_only: bool = False, found=None, size: int = SHORTLIST):
         """Cubes moving ``cell`` by ``amount`` (signed): ``(move, cells changed, cost)``, or None.
         With ``free_only`` only cubes that change hidden cells alone are used. ``found``: the
-        candidates, if already built for this cell."""
+        candidates, if already built for this cell (``candidates``; up and down share them)."""
         need = abs(amount)
-        found = self.candidates(cell, size) if found is None else found
+        found = self.candidates(cell, size, free_only) if found is None else found
         if found is None:
             return None
-        cells, signs, atoms, asigns = found
-        valid = cells >= 0
+        cubes = found
         direction = 1 if amount > 0 else -1
-        limiting = (asigns == -direction) & (atoms >= 0)  # atoms that lose people under this move
-        used: dict[int, int] = {}
+        limiting, capacity = cubes.capacity(direction)
+        # Only cubes that can move are searched: a cube that cannot move now never can (capacities
+        # only fall as steps are taken; under ``free_only`` costs stay 0 or not). ``live`` numbers them.
+        live = np.flatnonzero(capacity > 0)
+        if not live.size:
+            return None
+        cells, valid, weights, atoms, avail = cubes.cells, cubes.valid, cubes.weights, cubes.atoms, cubes.avail
+        safe = cubes.safe_cells
+        if live.size < capacity.size:
+            cells, valid, weights, atoms, avail, safe = (a[live] for a in (cells, valid, weights, atoms, avail, safe))
+            limiting, capacity = limiting[live], capacity[live]
+        open_ = valid & ~self.hidden[safe]  # cells each cube would newly hide
+        cost = np.where(open_, weights, 0.0).sum(axis=1)
         chosen: list[tuple[int, int]] = []
         total_cost = 0.0
-        pending = np.zeros(cells.shape, dtype=bool)  # cells this move already hides
         remaining = need
         while remaining > 0:
-            avail = self.atom_counts[np.where(atoms >= 0, atoms, 0)]
-            if used:
-                keys = np.fromiter(used, dtype=np.int64)
-                taken = np.zeros_like(avail)
-                for key, value in zip(keys, used.values(), strict=True):
-                    taken[atoms == key] = value
-                avail = avail - taken
-            capacity = np.where(limiting, avail, np.iinfo(np.int64).max).min(axis=1)
-            cost = np.where(valid & ~pending & ~self.hidden[np.where(valid, cells, 0)],
-                            self.weights[np.where(valid, cells, 0)], 0.0).sum(axis=1)
             usable = capacity > 0
             if free_only:
                 usable &= cost == 0
-            if not usable.any():
+            rows = np.flatnonzero(usable)
+            if not rows.size:
                 return None
-            order = np.lexsort((np.arange(cost.size), -np.minimum(capacity, remaining), np.where(usable, cost, np.inf)))
-            best = int(order[0])
+            # The cheapest cube; among those, the one moving furthest (up to what remains); then the first.
+            rows = rows[cost[rows] == cost[rows].min()]
+            if rows.size > 1:
+                reach = np.minimum(capacity[rows], remaining)
+                rows = rows[reach == reach.max()]
+            best = int(rows[0])
             step = int(min(capacity[best], remaining))
-            chosen.append((best, step))
+            chosen.append((int(live[best]), step))
             total_cost += float(cost[best])
             remaining -= step
             if remaining:
-                pending |= np.isin(cells, cells[best][valid[best]]) & valid
-                for a in atoms[best][limiting[best]]:
-                    used[int(a)] = used.get(int(a), 0) + step
+                # The next cube pays nothing for cells this one hides, and shares its atoms' people.
+                open_ &= ~np.isin(cells, cells[best][valid[best]])
+                avail = avail - step * np.isin(atoms, atoms[best][limiting[best]])  # a cube's atoms differ
+                capacity = np.where(limiting, avail, np.iinfo(np.int64).max).min(axis=1)
+                keep = np.flatnonzero(capacity > 0)
+                live, cells, valid, weights, atoms, avail = (a[keep] for a in (live, cells, valid, weights, atoms, avail))
+                open_, limiting, capacity = open_[keep], limiting[keep], capacity[keep]
+                cost = np.where(open_, weights, 0.0).sum(axis=1)
+        if len(chosen) == 1:  # one cube: its atoms and cells are distinct, each moved by its sign
+            best, step = chosen[0]
+            keep = cubes.atoms[best] >= 0
+            move = Move(cubes.atoms[best][keep], direction * step * cubes.asigns[best][keep])
+            return move, set(cubes.cells[best][cubes.valid[best]].tolist()), total_cost
         coefficient: dict[int, int] = {}
         change: dict[int, int] = {}
         for best, step in chosen:
-            for a, s in zip(atoms[best], asigns[best], strict=True):
+            for a, s in zip(cubes.atoms[best].tolist(), cubes.asigns[best].tolist(), strict=True):
                 if a >= 0:
-                    coefficient[int(a)] = coefficient.get(int(a), 0) + direction * step * int(s)
-            for c, s in zip(cells[best], signs[best], strict=True):
+                    coefficient[a] = coefficient.get(a, 0) + direction * step * s
+            for c, s in zip(cubes.cells[best].tolist(), cubes.signs[best].tolist(), strict=True):
                 if c >= 0:
-                    change[int(c)] = change.get(int(c), 0) + direction * step * int(s)
+                    change[c] = change.get(c, 0) + direction * step * s
         move = Move(np.fromiter(coefficient, dtype=np.int64), np.fromiter(coefficient.values(), dtype=np.int64))
         return move, {c for c, v in change.items() if v}, total_cost

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from itertools import chain
 
 import highspy
 import numpy as np
@@ -144,6 +145,7 @@ class _Engine:
         self.lattice = Lattice(table)
         self.cubes = CubeSearch(self.lattice, self.atom_counts, self.weights, self.hidden)
         self.movers: dict[tuple, _Mover] = {}
+        self.owned: dict[int, dict] = {}  # during the clean-up: each group's moves, for forked workers to read
 
     def _group(self, cell: int, wide: bool) -> tuple[int, ...]:
         lat = self.lattice
@@ -251,16 +253,15 @@ def _joint(release: Release, workers: int | None, time_limit: float | None) -> R
     if result.protected:
         joint = apply_pattern(_copy(release), hidden, moves)
         x = joint.table.matrix.tocsc()
-        users = _users({key: (move, {int(c) for c in np.flatnonzero(np.abs(x[move.atoms, :].T @ move.coefficients)
-                                                                     > EPS)}, 0.0) for key, move in moves.items()})
+        uses = _Uses({key: (move, set(np.flatnonzero(np.abs(x[move.atoms, :].T @ move.coefficients) > EPS).tolist()),
+                            0.0) for key, move in moves.items()})
         # A secondary no move changes protects nothing (a pattern stopped before its proof can
         # hold some) and the audit would find it exact: publish it; every move still holds.
-        idle = np.flatnonzero(joint.status == SECONDARY)
-        idle = idle[[not users.get(int(c)) for c in idle]] if idle.size else idle
+        idle = (joint.status == SECONDARY) & ~uses.used(joint.status.size)
         if release.kept is not None:
-            idle = idle[~release.kept[idle]]
+            idle &= ~release.kept
         joint.status[idle] = SAFE
-        _give_reasons(joint, users)
+        _give_reasons(joint, uses)
         candidates.append(joint)
     else:
         candidates.append(_repaired(release, hidden, workers))
@@ -313,26 +314,33 @@ def _protect(release: Release, method: str, workers: int | None) -> Release:
         raise ValueError("cannot protect this release without hiding cells an earlier release published: "
                          + ", ".join(_name(release, c) for c in cells))
     # Clean-up: cells all of whose moves belong to one group are cleaned with that group.
-    owner = {key: _owner(part, move[1]) for key, move in moves.items()}
-    users = _users(moves)
+    uses = _Uses(moves)
+    owner = uses.owners(part)
+    shared_cell = np.zeros(part.size, dtype=bool)  # a cell some move of another group (or none) changes
+    shared_cell[uses.cells[owner[uses.move] != part[uses.cells]]] = True
     by_group: dict[int, list[int]] = {}
     rest = []
     for cell in _cleanup_candidates(release, engine):
-        owners = {owner[key] for key in users.get(cell, ())}
         g = int(part[cell])
-        (by_group.setdefault(g, []) if g >= 0 and owners <= {g} else rest).append(cell)
-    tasks = [(cells, {key: moves[key] for key in moves if owner[key] == g}) for g, cells in sorted(by_group.items())]
-    for published, replaced in _run(engine, _clean_group, tasks, workers):
-        moves.update(replaced)
-        _publish(release, engine, published)
+        (by_group.setdefault(g, []) if g >= 0 and not shared_cell[cell] else rest).append(cell)
+    owned: dict[int, dict] = {}
+    for key, g in zip(uses.keys, owner.tolist(), strict=True):
+        owned.setdefault(g, {})[key] = moves[key]
+    engine.owned = owned  # read by the forked children, not sent to them (20 million cells' worth)
+    try:
+        for published, replaced in _run(engine, _clean_group, sorted(by_group.items()), workers):
+            moves.update(replaced)
+            _publish(release, engine, published)
+    finally:
+        engine.owned = {}
     # ``_run`` leaves the LP models cold, so what follows solves the same whatever ran before.
     published, replaced = _clean(engine, rest, moves)
     moves.update(replaced)
     _publish(release, engine, published)
     # A cell kept early may be left unused by moves re-solved later: publish it too.
-    users = _users(moves)
-    _publish(release, engine, [int(c) for c in np.flatnonzero(_open_secondaries(release)) if not users.get(int(c))])
-    _give_reasons(release, users)
+    uses = _Uses(moves)
+    _publish(release, engine, np.flatnonzero(_open_secondaries(release) & ~uses.used(release.status.size)).tolist())
+    _give_reasons(release, uses)
     release.moves = {key: found[0] for key, found in moves.items()}
     return release
 
@@ -381,12 +389,43 @@ def _protect_primaries(engine: _Engine, primaries: list[int]) -> dict:
     return moves
 
 
-def _users(moves: dict) -> dict[int, set]:
-    users: dict[int, set] = {}
-    for key, found in moves.items():
-        for c in found[1]:
-            users.setdefault(c, set()).add(key)
-    return users
+class _Uses:
+    """Which cells each move changes, flattened once into arrays (an entry per move and cell it
+    changes), for the questions asked of every move at once: which cells some move uses, which
+    group each move belongs to, and, for the few cells a clean-up tries, which moves use them.
+    On England's table that is about 20 million entries, too many for a set per cell."""
+
+    def __init__(self, moves: dict):
+        self.keys = list(moves)
+        sizes = np.fromiter((len(moves[k][1]) for k in self.keys), dtype=np.int64, count=len(self.keys))
+        self.cells = np.fromiter(chain.from_iterable(moves[k][1] for k in self.keys), dtype=np.int64,
+                                 count=int(sizes.sum()))
+        self.move = np.repeat(np.arange(len(self.keys)), sizes)
+
+    def used(self, n: int) -> np.ndarray:
+        """Per cell, whether some move changes it."""
+        out = np.zeros(n, dtype=bool)
+        out[self.cells] = True
+        return out
+
+    def owners(self, part: np.ndarray) -> np.ndarray:
+        """Per move, its group: the one group (``part``) of the cells it changes, -1 when it
+        changes cells of several groups (cells at the top level, -1, belong to none)."""
+        group = part[self.cells]
+        inside = group >= 0
+        low = np.full(len(self.keys), np.iinfo(np.int64).max)
+        high = np.full(len(self.keys), -1)
+        np.minimum.at(low, self.move[inside], group[inside])
+        np.maximum.at(high, self.move[inside], group[inside])
+        return np.where(low == high, high, -1)
+
+    def of(self, cells: list[int]) -> dict[int, set]:
+        """The moves (keys) that change each of ``cells``; a cell no move changes is left out."""
+        wanted = np.isin(self.cells, np.asarray(cells, dtype=np.int64))
+        users: dict[int, set] = {}
+        for c, m in zip(self.cells[wanted].tolist(), self.move[wanted].tolist(), strict=True):
+            users.setdefault(c, set()).add(self.keys[m])
+        return users
 
 
 def _cleanup_candidates(release: Release, engine: _Engine) -> list[int]:
@@ -404,7 +443,7 @@ def _clean(engine: _Engine, cells: list[int], moves: dict) -> tuple[list[int], d
     """One pass, in the given order: publish a cell if every move that used it has a free
     alternative. One pass is enough: publishing more cells never frees a move. On tables above
     ``CLEANUP_ALL_CELLS`` at most one cell is tried per move (largest cells first)."""
-    users = _users(moves)
+    users = _Uses(moves).of(cells)  # kept up to date for these cells as moves are replaced
     published, replaced = [], {}
     budget = int(len(moves) * CLEANUP_TRIES_PER_MOVE) if engine.release.table.cells.height > CLEANUP_ALL_CELLS else None
     for cell in cells:
@@ -426,7 +465,8 @@ def _clean(engine: _Engine, cells: list[int], moves: dict) -> tuple[list[int], d
             for key, found in found_all.items():
                 old = replaced.get(key, moves[key])
                 for c in old[1]:
-                    users[c].discard(key)
+                    if c in users:
+                        users[c].discard(key)
                 replaced[key] = found
                 for c in found[1]:
                     users.setdefault(c, set()).add(key)
@@ -434,8 +474,9 @@ def _clean(engine: _Engine, cells: list[int], moves: dict) -> tuple[list[int], d
 
 
 def _clean_group(engine: _Engine, task) -> tuple[list[int], dict]:
-    cells, moves = task
-    return _clean(engine, cells, moves)
+    """One group's clean-up: its cells, with the moves of that group (``engine.owned``)."""
+    group, cells = task
+    return _clean(engine, cells, engine.owned.get(group, {}))
 
 
 def _partitions(engine: _Engine) -> np.ndarray:
@@ -457,11 +498,6 @@ def _below_top(engine: _Engine, cell: int) -> bool:
     lat, d = engine.lattice, engine.partition_dim
     node = lat.cell_nodes[cell, d]
     return node != 0 and lat.parent[d][node] != 0
-
-
-def _owner(part: np.ndarray, cells: set[int]) -> int:
-    groups = {int(part[c]) for c in cells} - {-1}
-    return groups.pop() if len(groups) == 1 else -1
 
 
 _FORKED: _Engine | None = None
@@ -499,16 +535,29 @@ def _run(engine: _Engine, fn, tasks: list, workers: int) -> list:
     return out
 
 
-def _give_reasons(release: Release, users: dict[int, set]) -> None:
-    secondary = np.flatnonzero(release.status == SECONDARY)
-    protected = sorted({p for c in secondary for p, _ in users.get(int(c), ())})
+def _give_reasons(release: Release, uses: _Uses) -> None:
+    """Each secondary's reason: the primaries whose moves change it, by name (a secondary no move
+    changes was hidden by an earlier release and keeps its reason)."""
+    primary = np.fromiter((key[0] for key in uses.keys), dtype=np.int64, count=len(uses.keys))[uses.move]
+    on = release.status[uses.cells] == SECONDARY
+    n = release.status.size
+    pairs = np.unique(uses.cells[on] * n + primary[on])  # each (secondary, primary) once, by secondary
+    cells, protected = pairs // n, pairs % n
+    if not cells.size:
+        return
     table = release.table
-    names = dict(zip(protected, table.cells[protected].select(
-        pl.concat_str(table.dim_names, separator="/")).to_series().to_list(), strict=True)) if protected else {}
-    for c in secondary:
-        if not users.get(int(c)):
-            continue  # hidden by an earlier release
-        release.reasons[c] = [f"SECONDARY(protects {', '.join(sorted({names[p] for p, _ in users[int(c)]}))})"]
+    named = np.unique(protected)
+    names = table.cells[named].select(pl.concat_str(table.dim_names, separator="/")).to_series().to_list()
+    alphabetical = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[alphabetical] = np.arange(len(names))
+    by_name = rank[np.searchsorted(named, protected)]
+    order = np.lexsort((by_name, cells))  # each secondary's primaries, by name
+    cells, listed = cells[order], [names[alphabetical[r]] for r in by_name[order].tolist()]
+    starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
+    ends = np.r_[starts[1:], cells.size]
+    for c, a, b in zip(cells[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
+        release.reasons[c] = [f"SECONDARY(protects {', '.join(listed[a:b])})"]
 
 
 def _name(release: Release, cell: int) -> str:
