@@ -17,7 +17,8 @@ The attacker's best reach is a concave function ``V(y)`` of the pattern (the cap
 its right-hand sides), and a target is protected when ``V(y) >= L``. When a check fails at a
 pattern ``y*``, the LP's row duals times the capacities are a supergradient ``g``, and
 ``V(y*) + g·(y - y*) >= L`` is a cut every protecting pattern satisfies (its coefficients are
-capped at its right-hand side, as ``y`` is 0/1). The search cuts the LP relaxation first (its
+capped at its right-hand side, as ``y`` is 0/1). The master starts from the cuts each line of
+the table implies on its own (``_Model.add_lines``). The search cuts the LP relaxation first (its
 bound is the proof of optimality), then solves the master MIP, checks its pattern, adds the cuts
 that pattern fails and solves again, until the master's pattern passes every check: that
 pattern is then the cheapest in the model. The cube engine's pattern is the MIP's first
@@ -274,9 +275,70 @@ class _Model:
         self.free = self.upper > self.lower
         self.table, self.values = table, values.astype(float)
         self.cubes = None  # the cube engine's search, for the quick check of 0/1 patterns
+        self.lattice = None
         self.turn = 0
         self.short: list[_Target] = []
         self.deadline = np.inf
+
+    def add_lines(self) -> int:
+        """Each target's cuts from the table's lines alone, added before any check (Fischetti and
+        Salazar's model starts from them too). A line is a cell and its children in one dimension
+        (``parent = sum of children``); a target's cell moving by its level moves the rest of each
+        line it is on by as much, within their capacities. On a line where the target is a child,
+        moving up needs the parent to rise (capacity ``L``) or a sibling to fall
+        (``min(count, L)``); moving down, the reverse; where it is the parent, its children move
+        its way. So ``sum(capacity / L * y) >= 1`` over the line's other cells holds for every
+        pattern the model protects. Lines through a cell no release shows (which binds nothing)
+        or that no pattern could satisfy (the checks then say why) are left out. Split
+        protection only; the number added."""
+        from pipeline.disclosure.lattice import Lattice
+
+        lat = self.lattice = self.lattice or Lattice(self.table)
+        shown = self.attacker.cells
+        visible = np.zeros(self.n, dtype=bool)
+        visible[shown] = True
+        rows = 0
+        for requirement in self.requirements:
+            if len(requirement) != 1:
+                continue
+            target = requirement[0]
+            nodes = lat.cell_nodes[target.cell]
+            code = int(nodes @ lat.strides)
+            level = target.level
+            down = np.minimum(self.values, level * CAPACITY) / level
+            for d in range(lat.k):
+                parent = int(lat.parent[d][nodes[d]])
+                lines = []
+                if parent >= 0:  # the target among its siblings, under their parent
+                    sibs = [c for c in lat.children[d][parent] if c != nodes[d]]
+                    lines.append((code + (parent - nodes[d]) * int(lat.strides[d]),
+                                  code + (np.array(sibs, dtype=np.int64) - nodes[d]) * int(lat.strides[d]), True))
+                if lat.children[d][nodes[d]]:  # the target over its children
+                    kids = np.array(lat.children[d][nodes[d]], dtype=np.int64)
+                    lines.append((None, code + (kids - nodes[d]) * int(lat.strides[d]), False))
+                for top, others, child in lines:
+                    cells = lat.cell_of[others]
+                    top_cell = int(lat.cell_of[top]) if top is not None else None
+                    if (cells < 0).any() or (top_cell is not None and top_cell < 0):
+                        continue
+                    line = cells if top_cell is None else np.append(cells, top_cell)
+                    if not visible[line].all():
+                        continue
+                    # Up: siblings fall, the parent rises; the children of a parent rise. Down: the reverse.
+                    rising = (target.sign > 0) != child
+                    coefficients = np.where(rising, CAPACITY, down[cells]) if child else \
+                        (np.full(cells.size, CAPACITY) if target.sign > 0 else down[cells])
+                    if top_cell is not None:
+                        coefficients = np.append(coefficients, CAPACITY if target.sign > 0 else down[top_cell])
+                    coefficients = np.minimum(coefficients, 1.0)
+                    keep = (coefficients > EPS) & (self.upper[line] > 0)
+                    if coefficients[keep].sum() < 1.0:
+                        continue
+                    index = line[keep].astype(np.int32)
+                    self.master.addRow(1.0, highspy.kHighsInf, index.size, index, coefficients[keep])
+                    rows += 1
+        self.result.cuts += rows
+        return rows
 
     def out_of_time(self) -> bool:
         return time.perf_counter() > self.deadline
@@ -353,7 +415,8 @@ class _Model:
             from pipeline.disclosure.lattice import Lattice
 
             self.cube_hidden = np.zeros(self.n, dtype=bool)
-            self.cubes = CubeSearch(Lattice(self.table), attacker.counts.astype(np.int64), 1.0 + self.values,
+            self.lattice = self.lattice or Lattice(self.table)
+            self.cubes = CubeSearch(self.lattice, attacker.counts.astype(np.int64), 1.0 + self.values,
                                     self.cube_hidden)
         self.cube_hidden[:] = pattern > 0.5
         found = self.cubes.protect(target.cell, target.sign * target.level, free_only=True)
@@ -408,6 +471,7 @@ def _search(release: Release, start: np.ndarray | None, time_limit: float, weigh
     began = time.perf_counter()
     model = _Model(release, weights)
     result, master, forced = model.result, model.master, model.forced
+    model.add_lines()
     model.deadline = began + time_limit * LP_SHARE
 
     # Phase 1: the LP relaxation, cut until it protects every target (cheap rounds, strong cuts),
