@@ -95,6 +95,12 @@ class JointResult:
                 "bound": round(self.bound, 2)}
 
 
+def _down(values: np.ndarray, level: int) -> np.ndarray:
+    """How far each cell may fall when hidden, as a share of the target's level: by the level,
+    but never below zero (the model's downward capacity)."""
+    return np.minimum(values, level * CAPACITY) / level
+
+
 class _Attacker:
     """The attacker's LP, scaled by the target's level ``L``: a column ``δ`` per atom (not below
     ``-count/L``), a row per shown cell (its change ``Xᵀδ`` between ``-min(count, L)/L·y`` and
@@ -125,7 +131,7 @@ class _Attacker:
 
     def down(self, level: int) -> np.ndarray:
         """Per row, how far the cell may fall (as a share of the level) when hidden."""
-        return np.minimum(self.values, level * CAPACITY) / level
+        return _down(self.values, level)
 
     def set_pattern(self, pattern: np.ndarray, level: int) -> None:
         y = np.clip(pattern[self.cells].astype(float), 0.0, 1.0)
@@ -275,10 +281,18 @@ class _Model:
         self.free = self.upper > self.lower
         self.table, self.values = table, values.astype(float)
         self.cubes = None  # the cube engine's search, for the quick check of 0/1 patterns
-        self.lattice = None
+        self._lattice = None
         self.turn = 0
         self.short: list[_Target] = []
         self.deadline = np.inf
+
+    def lattice(self):
+        """The table's node lattice, built once for the line cuts and the quick check."""
+        if self._lattice is None:
+            from pipeline.disclosure.lattice import Lattice
+
+            self._lattice = Lattice(self.table)
+        return self._lattice
 
     def add_lines(self) -> int:
         """Each target's cuts from the table's lines alone, added before any check (Fischetti and
@@ -291,9 +305,7 @@ class _Model:
         pattern the model protects. Lines through a cell no release shows (which binds nothing)
         or that no pattern could satisfy (the checks then say why) are left out. Split
         protection only; the number added."""
-        from pipeline.disclosure.lattice import Lattice
-
-        lat = self.lattice = self.lattice or Lattice(self.table)
+        lat = self.lattice()
         shown = self.attacker.cells
         visible = np.zeros(self.n, dtype=bool)
         visible[shown] = True
@@ -305,7 +317,7 @@ class _Model:
             nodes = lat.cell_nodes[target.cell]
             code = int(nodes @ lat.strides)
             level = target.level
-            down = np.minimum(self.values, level * CAPACITY) / level
+            down = _down(self.values, level)
             for d in range(lat.k):
                 parent = int(lat.parent[d][nodes[d]])
                 lines = []
@@ -412,11 +424,9 @@ class _Model:
         attacker = self.attacker
         if self.cubes is None:
             from pipeline.disclosure.cube import CubeSearch
-            from pipeline.disclosure.lattice import Lattice
 
             self.cube_hidden = np.zeros(self.n, dtype=bool)
-            self.lattice = self.lattice or Lattice(self.table)
-            self.cubes = CubeSearch(self.lattice, attacker.counts.astype(np.int64), 1.0 + self.values,
+            self.cubes = CubeSearch(self.lattice(), attacker.counts.astype(np.int64), 1.0 + self.values,
                                     self.cube_hidden)
         self.cube_hidden[:] = pattern > 0.5
         found = self.cubes.protect(target.cell, target.sign * target.level, free_only=True)
