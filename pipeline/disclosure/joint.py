@@ -21,9 +21,13 @@ capped at its right-hand side, as ``y`` is 0/1). The master starts from the cuts
 the table implies on its own (``_Model.add_lines``). The search cuts the LP relaxation first (its
 bound is the proof of optimality), then solves the master MIP, checks its pattern, adds the cuts
 that pattern fails and solves again, until the master's pattern passes every check: that
-pattern is then the cheapest in the model. The cube engine's pattern is the MIP's first
-incumbent and the bar to beat; when the time limit stops the search first, the master's last
-pattern is returned without moves, for the caller to repair (``secondary._joint``).
+pattern is then the cheapest in the model. After each round whose pattern fails, a *dive*
+(``_Model.dive``) keeps that pattern's cells hidden and lets the master add only what the
+checks ask for, which gives a protecting pattern close to the master's cheap one long before
+the proof (decision 104). The cube engine's pattern is the MIP's first incumbent and the bar
+to beat; a dive's pattern that costs less replaces it. When the time limit stops the search
+before any pattern beats it, the master's last pattern is returned without moves, for the
+caller to repair (``secondary._joint``).
 
 Zero cells stay eligible as secondaries: in the model, as in the audit, they can only move up.
 A check whose pattern is covered by the move found last time (every cell it changes is still
@@ -33,6 +37,7 @@ still held to the audit by the caller.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 
@@ -53,16 +58,17 @@ EPS = 1e-6
 # inside the audit's 1e-7 rounding slack, so a reach the model accepts is one the audit's
 # integer rounding (floor of the upper end) keeps.
 REACH_TOL = 1e-8
-TIME_LIMIT = 120.0  # seconds for the whole search (master solves and checks)
+TIME_LIMIT = 180.0  # seconds for the whole search (master solves and checks)
 CAPACITY = 1.0  # how far a hidden cell may move up, as a share of the target's level
 CELL_COST = 5.0  # the cost of hiding a cell, before the people it holds (see ``cell_weights``)
-LP_SHARE = 0.5  # at most this share of the time limit cuts the LP relaxation before the MIP
+LP_SHARE = 0.3  # at most this share of the time limit cuts the LP relaxation before the MIP
 ROUND_CUTS = 300  # the LP phase re-solves the master after this many new cuts
 # A cut the checked pattern violates by less than this is not added: HiGHS's solutions are
 # feasible only to 1e-7 (LP) and 1e-6 (MIP), so such a cut could give back the same pattern, or one
 # a hair away (the LP phase once added 10,000 of them in 10 s on a 9-cell table). A 0/1 pattern
 # short of a level by so little is excluded by a cut of its own (``exclude``).
 CUT_TOL = 1e-5
+DIVE_FREE_ROUNDS = 3  # a dive's rounds that may re-arrange what it adds (``_Model.dive``)
 
 
 class _OutOfTime(Exception):
@@ -87,11 +93,12 @@ class JointResult:
         self.seconds = 0.0
         self.cost = 0.0
         self.bound = 0.0
+        self.dives = 0
         self.fractional: np.ndarray | None = None  # the LP relaxation's last solution (for rounding)
 
     def as_dict(self) -> dict:
         return {"protected": self.protected, "optimal": self.optimal, "rounds": self.rounds, "cuts": self.cuts,
-                "checks": self.checks, "seconds": round(self.seconds, 2), "cost": self.cost,
+                "checks": self.checks, "dives": self.dives, "seconds": round(self.seconds, 2), "cost": self.cost,
                 "bound": round(self.bound, 2)}
 
 
@@ -303,21 +310,18 @@ class _Model:
         (``min(count, L)``); moving down, the reverse; where it is the parent, its children move
         its way. So ``sum(capacity / L * y) >= 1`` over the line's other cells holds for every
         pattern the model protects. Lines through a cell no release shows (which binds nothing)
-        or that no pattern could satisfy (the checks then say why) are left out. Split
-        protection only; the number added."""
+        or that no pattern could satisfy (the checks then say why) are left out. Under sliding
+        protection a requirement's reaches up and down together must make 1, so its cut adds the
+        two targets' capacities. The number added."""
         lat = self.lattice()
         shown = self.attacker.cells
         visible = np.zeros(self.n, dtype=bool)
         visible[shown] = True
         rows = 0
         for requirement in self.requirements:
-            if len(requirement) != 1:
-                continue
-            target = requirement[0]
-            nodes = lat.cell_nodes[target.cell]
+            cell = requirement[0].cell  # a sliding requirement's two targets share the cell
+            nodes = lat.cell_nodes[cell]
             code = int(nodes @ lat.strides)
-            level = target.level
-            down = _down(self.values, level)
             for d in range(lat.k):
                 parent = int(lat.parent[d][nodes[d]])
                 lines = []
@@ -336,12 +340,9 @@ class _Model:
                     line = cells if top_cell is None else np.append(cells, top_cell)
                     if not visible[line].all():
                         continue
-                    # Up: siblings fall, the parent rises; the children of a parent rise. Down: the reverse.
-                    rising = (target.sign > 0) != child
-                    coefficients = np.where(rising, CAPACITY, down[cells]) if child else \
-                        (np.full(cells.size, CAPACITY) if target.sign > 0 else down[cells])
-                    if top_cell is not None:
-                        coefficients = np.append(coefficients, CAPACITY if target.sign > 0 else down[top_cell])
+                    # The requirement's reaches add up to at most the line's capacities summed
+                    # over its targets (a sliding requirement's up and down share the width).
+                    coefficients = sum(self._line_capacity(t, cells, top_cell, child) for t in requirement)
                     coefficients = np.minimum(coefficients, 1.0)
                     keep = (coefficients > EPS) & (self.upper[line] > 0)
                     if coefficients[keep].sum() < 1.0:
@@ -351,6 +352,18 @@ class _Model:
                     rows += 1
         self.result.cuts += rows
         return rows
+
+    def _line_capacity(self, target: _Target, cells: np.ndarray, top_cell: int | None, child: bool) -> np.ndarray:
+        """How far each of a line's other cells (``cells``, then its parent ``top_cell`` if the
+        target is a child) can absorb the target's move, as a share of its level. Up: siblings
+        fall, the parent rises; the children of a parent rise. Down: the reverse."""
+        down = _down(self.values, target.level)
+        rising = (target.sign > 0) != child
+        coefficients = np.where(rising, CAPACITY, down[cells]) if child else \
+            (np.full(cells.size, CAPACITY) if target.sign > 0 else down[cells])
+        if top_cell is not None:
+            coefficients = np.append(coefficients, CAPACITY if target.sign > 0 else down[top_cell])
+        return coefficients
 
     def out_of_time(self) -> bool:
         return time.perf_counter() > self.deadline
@@ -475,6 +488,40 @@ class _Model:
         optimal = master.getModelStatus() == highspy.HighsModelStatus.kOptimal
         return np.asarray(master.getSolution().col_value) > 0.5, optimal
 
+    def dive(self, hidden: np.ndarray, until: float) -> np.ndarray | None:
+        """A protecting pattern that hides every cell ``hidden`` does (a master pattern that fails
+        some checks), found by fixing cells hidden and letting the master choose only what to add:
+        solve, check, cut, again until its pattern passes every check. For the first
+        ``DIVE_FREE_ROUNDS`` rounds only ``hidden``'s cells are fixed, so the master may still
+        rearrange what it adds (the first rounds' cuts are the big ones); after that each round's
+        pattern is fixed in turn, so the pattern only grows and the dive ends within a few more
+        rounds (re-arranging every round, on the Southend table, took 60 s of rounds that each
+        moved the cost by less than 0.01%). The cuts hold for every pattern, so they stay. None
+        when the time runs out first."""
+        master = self.master
+        fixed = np.zeros(0, dtype=np.int32)
+        try:
+            for turn in itertools.count():
+                if turn == 0 or turn >= DIVE_FREE_ROUNDS:
+                    more = np.setdiff1d(np.flatnonzero(hidden & self.free).astype(np.int32), fixed)
+                    master.changeColsBounds(more.size, more, np.ones(more.size), np.ones(more.size))
+                    fixed = np.union1d(fixed, more).astype(np.int32)
+                if time.perf_counter() >= until:
+                    return None
+                solved = self.solve(None, until)
+                if solved is None:
+                    return None
+                hidden = solved[0]
+                cuts = self.add_cuts(hidden.astype(float))
+                if self.short:
+                    self.exclude(hidden)
+                elif not cuts:
+                    return hidden
+        except _OutOfTime:
+            return None
+        finally:
+            master.changeColsBounds(fixed.size, fixed, self.lower[fixed], self.upper[fixed])
+
 
 def _search(release: Release, start: np.ndarray | None, time_limit: float, weights: np.ndarray | None,
             ) -> tuple[np.ndarray, dict | None, JointResult] | None:
@@ -534,6 +581,13 @@ def _search(release: Release, start: np.ndarray | None, time_limit: float, weigh
             if optimal:  # the cheapest pattern of a relaxation, and it protects: optimal
                 result.optimal = True
                 break
+            continue
+        dived = model.dive(hidden, model.deadline)
+        result.dives += 1
+        if dived is not None and model.cost(dived) < bar - EPS:
+            hidden_best, incumbent, bar = dived.copy(), dived.copy(), model.cost(dived)
+            result.cost, result.protected = bar, True
+            log.debug("dive at %.1fs: cost %.1f", time.perf_counter() - began, bar)
     result.seconds = time.perf_counter() - began
     if hidden_best is not None:
         return hidden_best, model.moves(hidden_best.astype(float)), result
