@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 from pipeline.disclosure import PROFILES, apply_primary, audit_release
 from pipeline.disclosure.audit import protection_levels
-from pipeline.disclosure.joint import _Attacker, _GiveWay, _Model, apply_pattern, cell_weights, protect_joint
+from pipeline.disclosure.joint import (
+    _Attacker,
+    _GiveWay,
+    _Model,
+    apply_pattern,
+    cell_weights,
+    protect_joint,
+)
 from pipeline.disclosure.release import ABSENT, PRIMARY, SECONDARY
 from pipeline.disclosure.secondary import protect
 from tests.spec.test_disclosure_properties import tables
