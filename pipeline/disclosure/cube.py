@@ -211,10 +211,9 @@ class CubeSearch:
         With ``free_only`` only cubes that change hidden cells alone are used. ``found``: the
         candidates, if already built for this cell (``candidates``; up and down share them)."""
         need = abs(amount)
-        found = self.candidates(cell, size, free_only) if found is None else found
-        if found is None:
+        cubes = self.candidates(cell, size, free_only) if found is None else found
+        if cubes is None:
             return None
-        cubes = found
         direction = 1 if amount > 0 else -1
         limiting, capacity = cubes.capacity(direction)
         # Only cubes that can move are searched: a cube that cannot move now never can (capacities

@@ -357,12 +357,13 @@ class _Model:
         """How far each of a line's other cells (``cells``, then its parent ``top_cell`` if the
         target is a child) can absorb the target's move, as a share of its level. Up: siblings
         fall, the parent rises; the children of a parent rise. Down: the reverse."""
-        down = _down(self.values, target.level)
+        down = _down(self.values[cells], target.level)  # the line's cells only: this runs per line
         rising = (target.sign > 0) != child
-        coefficients = np.where(rising, CAPACITY, down[cells]) if child else \
-            (np.full(cells.size, CAPACITY) if target.sign > 0 else down[cells])
+        coefficients = np.where(rising, CAPACITY, down) if child else \
+            (np.full(cells.size, CAPACITY) if target.sign > 0 else down)
         if top_cell is not None:
-            coefficients = np.append(coefficients, CAPACITY if target.sign > 0 else down[top_cell])
+            coefficients = np.append(coefficients, CAPACITY if target.sign > 0 else
+                                     _down(self.values[top_cell], target.level))
         return coefficients
 
     def out_of_time(self) -> bool:
