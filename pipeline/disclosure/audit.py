@@ -24,6 +24,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
+from pipeline.disclosure.highs import run_warm, warm_lp
 from pipeline.disclosure.lattice import Lattice
 from pipeline.disclosure.release import SECONDARY, Release
 
@@ -97,9 +98,7 @@ class _Component:
         lp.a_matrix_.start_ = csc.indptr.astype(np.int32)
         lp.a_matrix_.index_ = csc.indices.astype(np.int32)
         lp.a_matrix_.value_ = csc.data.astype(float)
-        self.highs = highspy.Highs()
-        self.highs.setOptionValue("output_flag", False)
-        self.highs.setOptionValue("simplex_strategy", 4)  # primal: a cost change keeps the basis primal feasible
+        self.highs = warm_lp()  # primal simplex: a cost change keeps the basis primal feasible
         self.highs.passModel(lp)
         self.columns = np.arange(a.shape[1], dtype=np.int32)
 
@@ -110,8 +109,7 @@ class _Component:
         out = []
         for sense in (highspy.ObjSense.kMinimize, highspy.ObjSense.kMaximize):
             h.changeObjectiveSense(sense)
-            h.run()
-            status = h.getModelStatus()
+            status = run_warm(h)
             if status == highspy.HighsModelStatus.kUnbounded:
                 out.append(math.inf)
             elif status == highspy.HighsModelStatus.kOptimal:

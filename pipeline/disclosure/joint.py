@@ -47,6 +47,7 @@ from scipy import sparse
 
 from pipeline.disclosure.audit import protection_levels
 from pipeline.disclosure.cube import Move
+from pipeline.disclosure.highs import run_warm, warm_lp
 from pipeline.disclosure.release import ABSENT, PRIMARY, Release
 
 __all__ = ["JointResult", "apply_pattern", "cell_weights", "protect_joint"]
@@ -69,6 +70,7 @@ ROUND_CUTS = 300  # the LP phase re-solves the master after this many new cuts
 # short of a level by so little is excluded by a cut of its own (``exclude``).
 CUT_TOL = 1e-5
 DIVE_FREE_ROUNDS = 3  # a dive's rounds that may re-arrange what it adds (``_Model.dive``)
+TRIM_SHARE = 0.15  # the last share of the time limit trims the best pattern (``_Model.trim``)
 
 
 class _OutOfTime(Exception):
@@ -94,12 +96,13 @@ class JointResult:
         self.cost = 0.0
         self.bound = 0.0
         self.dives = 0
+        self.trimmed = 0  # cells the trim published from the best pattern
         self.fractional: np.ndarray | None = None  # the LP relaxation's last solution (for rounding)
 
     def as_dict(self) -> dict:
         return {"protected": self.protected, "optimal": self.optimal, "rounds": self.rounds, "cuts": self.cuts,
-                "checks": self.checks, "dives": self.dives, "seconds": round(self.seconds, 2), "cost": self.cost,
-                "bound": round(self.bound, 2)}
+                "checks": self.checks, "dives": self.dives, "trimmed": self.trimmed, "seconds": round(self.seconds, 2),
+                "cost": self.cost, "bound": round(self.bound, 2)}
 
 
 def _down(values: np.ndarray, level: int) -> np.ndarray:
@@ -154,12 +157,10 @@ class _Attacker:
             sub = self.columns[:, self.free]
             self.used = np.flatnonzero(np.diff(sub.tocsr().indptr) > 0)
             block = sub[self.used].tocsr()
-            h = highspy.Highs()
-            h.setOptionValue("output_flag", False)
             # Checks of one pattern change only the objective, so the last basis stays feasible:
             # primal simplex goes on from it (15x faster on the Southend table than HiGHS's
             # default choice, which presolves and starts again each time).
-            h.setOptionValue("simplex_strategy", 4)
+            h = warm_lp()
             k, r = self.free.size, self.used.size
             h.addVars(k, np.zeros(k), np.full(k, highspy.kHighsInf))
             h.addRows(r, np.zeros(r), np.zeros(r), block.nnz, block.indptr[:-1].astype(np.int32),
@@ -186,8 +187,7 @@ class _Attacker:
         if mine.size:
             h.changeColsCost(mine.size, mine, np.full(mine.size, float(sign)))
         self.objective = mine
-        h.run()
-        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        if run_warm(h) != highspy.HighsModelStatus.kOptimal:
             raise _GiveWay(f"attacker LP for cell {cell}: {h.modelStatusToString(h.getModelStatus())}")
         solution = h.getSolution()
         delta = np.zeros(self.n)
@@ -389,7 +389,7 @@ class _Model:
                 continue
             if self.out_of_time():
                 raise _OutOfTime
-            if integral and len(requirement) == 1 and self._cube_move(pattern, requirement[0]):
+            if integral and self._cube_meets(pattern, requirement):
                 continue
             reach, g = 0.0, np.zeros(n)
             for target in requirement:
@@ -431,10 +431,25 @@ class _Model:
         self.master.addRow(1.0 - float(on.sum()), highspy.kHighsInf, index.size, index, np.where(on, -1.0, 1.0))
         self.result.cuts += 1
 
-    def _cube_move(self, pattern: np.ndarray, target: _Target) -> bool:
+    def _cube_meets(self, pattern: np.ndarray, requirement: list[_Target]) -> bool:
+        """Whether cube moves (``_cube_move``) meet ``requirement`` under the 0/1 ``pattern``: its
+        one target by its level; under sliding protection the whole width up, or down, or the
+        split rule's amounts (down by ``min(count, width/2)``, up by the rest), for which a pattern
+        that protects under the split rule has its moves."""
+        if any(self._cube_move(pattern, t) for t in requirement):
+            return True
+        if len(requirement) == 1:
+            return False
+        up, down = requirement
+        low, high = protection_levels(int(self.values[up.cell]), up.level)
+        return low > 0 and self._cube_move(pattern, up, high) and self._cube_move(pattern, down, low)
+
+    def _cube_move(self, pattern: np.ndarray, target: _Target, amount: int | None = None) -> bool:
         """Whether a cube move over hidden cells alone (the cube engine's search, far cheaper than
-        the LP) protects ``target`` under the 0/1 ``pattern`` within the model's capacities; if so
-        it is the target's move. A failed check still goes to the LP, whose duals make the cut."""
+        the LP) moves ``target``'s cell by ``amount`` (its level unless given) under the 0/1
+        ``pattern`` within the model's capacities; if so it is the target's move (its reach
+        ``amount / level``). A failed check still goes to the LP, whose duals make the cut."""
+        amount = target.level if amount is None else amount
         attacker = self.attacker
         if self.cubes is None:
             from pipeline.disclosure.cube import CubeSearch
@@ -443,7 +458,7 @@ class _Model:
             self.cubes = CubeSearch(self.lattice(), attacker.counts.astype(np.int64), 1.0 + self.values,
                                     self.cube_hidden)
         self.cube_hidden[:] = pattern > 0.5
-        found = self.cubes.protect(target.cell, target.sign * target.level, free_only=True)
+        found = self.cubes.protect(target.cell, target.sign * amount, free_only=True)
         if found is None:
             return False
         move = found[0]
@@ -454,7 +469,7 @@ class _Model:
         row = int(np.searchsorted(attacker.cells, target.cell))
         kept = target.rows, target.change, target.reach
         target.rows, target.change, target.reach = moved, change[moved], target.sign * float(change[row])
-        if target.reach >= 1.0 - REACH_TOL and target.covered(pattern, attacker):
+        if target.reach >= amount / target.level - REACH_TOL and target.covered(pattern, attacker):
             target.move = Move(move.atoms, move.coefficients.astype(float))
             return True
         target.rows, target.change, target.reach = kept
@@ -489,7 +504,7 @@ class _Model:
         optimal = master.getModelStatus() == highspy.HighsModelStatus.kOptimal
         return np.asarray(master.getSolution().col_value) > 0.5, optimal
 
-    def dive(self, hidden: np.ndarray, until: float) -> np.ndarray | None:
+    def dive(self, hidden: np.ndarray, until: float, within: np.ndarray | None = None) -> np.ndarray | None:
         """A protecting pattern that hides every cell ``hidden`` does (a master pattern that fails
         some checks), found by fixing cells hidden and letting the master choose only what to add:
         solve, check, cut, again until its pattern passes every check. For the first
@@ -497,10 +512,14 @@ class _Model:
         rearrange what it adds (the first rounds' cuts are the big ones); after that each round's
         pattern is fixed in turn, so the pattern only grows and the dive ends within a few more
         rounds (re-arranging every round, on the Southend table, took 60 s of rounds that each
-        moved the cost by less than 0.01%). The cuts hold for every pattern, so they stay. None
-        when the time runs out first."""
+        moved the cost by less than 0.01%). ``within``: the only cells the dive may hide (``trim``).
+        The cuts hold for every pattern, so they stay. None when the time runs out first."""
         master = self.master
         fixed = np.zeros(0, dtype=np.int32)
+        shut = np.zeros(0, dtype=np.int32)
+        if within is not None:
+            shut = np.flatnonzero(~within & self.free).astype(np.int32)
+            master.changeColsBounds(shut.size, shut, np.zeros(shut.size), np.zeros(shut.size))
         try:
             for turn in itertools.count():
                 if turn == 0 or turn >= DIVE_FREE_ROUNDS:
@@ -521,7 +540,30 @@ class _Model:
         except _OutOfTime:
             return None
         finally:
-            master.changeColsBounds(fixed.size, fixed, self.lower[fixed], self.upper[fixed])
+            back = np.union1d(fixed, shut).astype(np.int32)
+            master.changeColsBounds(back.size, back, self.lower[back], self.upper[back])
+
+
+    def trim(self, hidden: np.ndarray, until: float) -> np.ndarray:
+        """``hidden`` (a protecting pattern) with as few of its cells as still protect: dives
+        (``dive``) within its cells, the cheapest subset first, in cells and then in weight,
+        again from each smaller pattern until one hides no fewer cells or the time runs out. A
+        dive adds cells to what the master chose, so a cell that an early choice needed may be
+        needed by nothing once the pattern is whole. Any subset hides fewer people too, so the
+        trim counts cells, which is what a reader loses (issue 19's measure)."""
+        master, every = self.master, np.arange(self.n, dtype=np.int32)
+        tie = self.weights / max(float(self.weights.sum()), 1.0)  # below one cell in total
+        master.changeColsCost(self.n, every, np.where(self.free, 1.0 + tie, 0.0))
+        try:
+            while time.perf_counter() < until:
+                smaller = self.dive(np.zeros(self.n, dtype=bool), until, within=hidden)
+                if smaller is None or (smaller & self.free).sum() >= (hidden & self.free).sum():
+                    break
+                log.debug("trim: %d -> %d cells", (hidden & self.free).sum(), (smaller & self.free).sum())
+                hidden = smaller
+        finally:
+            master.changeColsCost(self.n, every, self.weights)
+        return hidden
 
 
 def _search(release: Release, start: np.ndarray | None, time_limit: float, weights: np.ndarray | None,
@@ -549,14 +591,17 @@ def _search(release: Release, start: np.ndarray | None, time_limit: float, weigh
         pass
     # Phase 2: the master MIP, its pattern checked and cut until one protects. The start pattern
     # (which the caller holds to the audit itself) is the first incumbent and the bar to beat.
-    model.deadline = began + time_limit
+    # Once a pattern of its own protects, the last TRIM_SHARE of the time is kept to trim it.
     model.integral()
     hidden_best = candidate = None
     bar = model.cost(start | forced) if start is not None else np.inf
     incumbent = (start | forced) if start is not None else None
-    while not model.out_of_time():
+    while True:
+        model.deadline = began + time_limit * (1.0 - (TRIM_SHARE if hidden_best is not None else 0.0))
+        if model.out_of_time():
+            break
         result.rounds += 1
-        solved = model.solve(incumbent, began + time_limit)
+        solved = model.solve(incumbent, model.deadline)
         if solved is None:
             break
         hidden, optimal = solved
@@ -589,6 +634,13 @@ def _search(release: Release, start: np.ndarray | None, time_limit: float, weigh
             hidden_best, incumbent, bar = dived.copy(), dived.copy(), model.cost(dived)
             result.cost, result.protected = bar, True
             log.debug("dive at %.1fs: cost %.1f", time.perf_counter() - began, bar)
+    if hidden_best is not None and not result.optimal:
+        # Phase 3: the best pattern's cells that its protection no longer needs are published.
+        model.deadline = began + time_limit
+        trimmed = model.trim(hidden_best, model.deadline)
+        result.trimmed = int((hidden_best & model.free).sum() - (trimmed & model.free).sum())
+        hidden_best = trimmed
+        result.cost = bar = model.cost(hidden_best)
     result.seconds = time.perf_counter() - began
     if hidden_best is not None:
         return hidden_best, model.moves(hidden_best.astype(float)), result

@@ -9,6 +9,7 @@ from itertools import combinations
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -247,14 +248,16 @@ def test_a_secondary_no_move_uses_is_published_not_left_for_the_audit_to_refuse(
 
 
 def _quick_check_agrees_with_the_lp(table, profile) -> int:
-    """Every target the joint engine's quick check (a cube move over hidden cells) accepts under
-    the cube pattern, the attacker's LP accepts too, and the kept move is one: the primary moves by
-    its level, no published cell changes, no atom goes below zero, no hidden cell beyond the
-    model's capacities. The number of targets it accepted."""
+    """Every requirement the joint engine's quick check (cube moves over hidden cells) meets under
+    the cube pattern, the attacker's LP meets too, and each kept move is one: the primary moves as
+    far as the move's reach says (together its level; under sliding protection, the width), no
+    published cell changes, no atom goes below zero, no hidden cell beyond the model's
+    capacities. The number of requirements it met."""
     from pipeline.disclosure.joint import _Model
 
-    cube = protect(apply_primary(table, PROFILES[profile]), "cube")
-    release = apply_primary(table, PROFILES[profile])
+    chosen = SLIDING if profile == "sliding" else PROFILES[profile]
+    cube = protect(apply_primary(table, chosen), "cube")
+    release = apply_primary(table, chosen)
     model = _Model(release, None)
     hidden = cube.hidden | model.forced
     pattern = hidden.astype(float)
@@ -262,18 +265,22 @@ def _quick_check_agrees_with_the_lp(table, profile) -> int:
     counts = table.atoms["count"].to_numpy()
     accepted = 0
     for requirement in model.requirements:
-        target = requirement[0]
-        if not model._cube_move(pattern, target):
+        if not model._cube_meets(pattern, requirement):
             continue
         accepted += 1
-        model.attacker.set_pattern(pattern, target.level)
-        assert model.attacker.reach(target.cell, target.sign)[0] >= 1 - 1e-6
-        assert target.covered(pattern, model.attacker)
-        delta = np.zeros(counts.size)
-        delta[target.move.atoms] = target.move.coefficients
-        change = x.T @ delta
-        assert abs(change[target.cell] - target.amount) < 1e-9
-        assert np.all(np.abs(change[~hidden]) < 1e-9) and np.all(counts + delta >= 0)
+        reach = lp = 0.0
+        for target in requirement:
+            model.attacker.set_pattern(pattern, target.level)
+            lp += model.attacker.reach(target.cell, target.sign)[0]
+            if not target.covered(pattern, model.attacker):  # not a direction the quick check moved
+                continue
+            reach += target.reach
+            delta = np.zeros(counts.size)
+            delta[target.move.atoms] = target.move.coefficients
+            change = x.T @ delta
+            assert abs(change[target.cell] - target.sign * target.reach * target.level) < 1e-9
+            assert np.all(np.abs(change[~hidden]) < 1e-9) and np.all(counts + delta >= 0)
+        assert reach >= 1 - 1e-9 and lp >= 1 - 1e-6
     return accepted
 
 
@@ -290,8 +297,27 @@ def test_a_cube_move_the_quick_check_accepts_is_one_the_attacker_lp_accepts():
     assert _quick_check_agrees_with_the_lp(table, "safehaven") > targets / 2
 
 
+def test_under_sliding_protection_the_quick_check_moves_a_primary_the_whole_width_one_way():
+    """A sliding requirement (up and down together make the width) is met by a move of the whole
+    width either way, or by the split rule's amounts down and up; the quick check tries these
+    before the requirement's two LPs (its dives on the Southend table took about 45 s against
+    15-20 s under split protection without it). On the 600-cell table, under the cube pattern, it
+    meets a third of the primaries, only with moves the LP accepts, and those need no LP."""
+    from benchmarks.disclosure_tables import ward_table
+
+    table = ward_table(n_wards=1, people=10_500, per_authority=None, per_region=None)
+    release = apply_primary(table, SLIDING)
+    primaries = int((release.status == PRIMARY).sum())
+    met = _quick_check_agrees_with_the_lp(table, "sliding")
+    assert met > primaries / 4
+    model = _Model(release, None)
+    pattern = protect(apply_primary(table, SLIDING), "cube").hidden | model.forced
+    assert model.add_cuts(pattern.astype(float)) == 0
+    assert model.result.checks == 2 * (primaries - met)  # two LPs for each requirement it did not meet
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tables(), st.sampled_from(["safehaven", "acro"]))
+@given(tables(), st.sampled_from(["safehaven", "acro", "sliding"]))
 def test_on_any_table_the_quick_check_accepts_only_what_the_lp_accepts(table, profile):
     _quick_check_agrees_with_the_lp(table, profile)
 
@@ -426,3 +452,77 @@ def test_on_the_600_cell_table_a_dive_from_the_first_master_pattern_beats_the_cu
     dived = model.dive(first, time.perf_counter() + 60)
     assert dived is not None and (dived >= first).all() and _protects(release, dived)
     assert _weight(release, dived) < 0.85 * _weight(cube, cube.hidden)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables(), st.sampled_from(["safehaven", "acro"]), st.integers(0, 2**32 - 1))
+def test_a_trim_keeps_only_cells_of_the_pattern_and_ends_protecting(table, profile, seed):
+    """The trim (``_Model.trim``) of a protecting pattern padded with cells no one asked for
+    (a dive's, plus random others): a subset of it that protects every primary in the model's
+    attacker, hiding no more cells than the pattern it was given."""
+    release = apply_primary(table, PROFILES[profile])
+    try:
+        model, first = _first_master_pattern(release)
+        dived = model.dive(first, time.perf_counter() + 60)
+    except _GiveWay:
+        assume(False)
+    assert dived is not None
+    padded = dived | (np.random.default_rng(seed).random(dived.size) < 0.3) & (release.status != ABSENT)
+    trimmed = model.trim(padded.copy(), time.perf_counter() + 60)
+    assert not (trimmed & ~padded).any() and trimmed.sum() <= padded.sum()
+    assert _protects(release, trimmed)
+
+
+def test_on_the_600_cell_table_the_trim_publishes_cells_no_protection_needs():
+    """The proven optimum padded with 40 more cells: the trim, from a model that knows only the
+    line cuts, finds its way back to a protecting pattern of no more cells than the optimum's
+    (the optimum has the fewest cells any protecting pattern has in this model, decision 95)."""
+    from benchmarks.disclosure_tables import ward_table
+
+    table = ward_table(n_wards=1, people=10_500, per_authority=None, per_region=None)
+    release = apply_primary(table, PROFILES["safehaven"])
+    cube = protect(apply_primary(table, PROFILES["safehaven"]), "cube")
+    hidden, _, result = protect_joint(release, start=cube.hidden.copy(), time_limit=60)
+    assert result.optimal and result.trimmed == 0  # a proven optimum is not trimmed
+    safe = np.flatnonzero(~hidden & (release.status != ABSENT))
+    padded = hidden.copy()
+    padded[np.random.default_rng(7).choice(safe, 40, replace=False)] = True
+    model = _Model(release, None)
+    model.add_lines()
+    model.integral()
+    trimmed = model.trim(padded.copy(), time.perf_counter() + 60)
+    assert not (trimmed & ~padded).any() and _protects(release, trimmed)
+    assert trimmed.sum() <= hidden.sum() < padded.sum()
+
+
+def test_a_check_the_warm_simplex_leaves_unanswered_is_solved_again_from_scratch():
+    """Found by the line-cut property test: on this 3 x 2 table, under this pattern, HiGHS's primal
+    simplex from the last check's basis stopped after 6 iterations with status "Unknown" on cell
+    r1/Total's move up, and the engine gave way (keeping the cube pattern). The check is now
+    solved again from scratch; every reach equals that of a cold solve of the target alone."""
+    from pipeline.disclosure.table import Dimension, build_table
+
+    counts = {("r0", "c0"): 10, ("r0", "c1"): 1, ("r1", "c0"): 0, ("r1", "c1"): 8, ("r2", "c0"): 2, ("r2", "c1"): 0}
+    frame = pl.DataFrame([(r, c, v) for (r, c), v in counts.items()], schema=["row", "col", "count"], orient="row")
+    table = build_table(frame, [Dimension.flat("row", ["r0", "r1", "r2"]), Dimension.flat("col", ["c0", "c1"])])
+    release = apply_primary(table, PROFILES["safehaven"])
+    values = release.values().astype(np.int64)
+    hidden = release.status == PRIMARY
+    hidden[[0, 2, 4, 8, 11]] = True
+
+    def attacker():
+        return _Attacker(table.matrix.tocsc(), table.atoms["count"].to_numpy(), values, release.status != ABSENT,
+                         table.cells["inner"].to_numpy())
+
+    warm = attacker()
+    targets = []  # in the order the property test checked them: the basis left by each matters
+    for p in np.flatnonzero(release.status == PRIMARY):
+        down, up = protection_levels(int(values[p]), 8)
+        targets += [(int(p), up)] + ([(int(p), -down)] if down else [])
+    assert (9, 6) in targets
+    for cell, amount in targets:
+        warm.set_pattern(hidden.astype(float), abs(amount))
+        cold = attacker()
+        cold.set_pattern(hidden.astype(float), abs(amount))
+        sign = 1 if amount > 0 else -1
+        assert warm.reach(cell, sign)[0] == pytest.approx(cold.reach(cell, sign)[0], abs=1e-9)
