@@ -393,13 +393,7 @@ class _Model:
                 continue
             reach, g = 0.0, np.zeros(n)
             for target in requirement:
-                attacker.set_pattern(pattern, target.level)
-                got, delta, duals = attacker.reach(target.cell, target.sign)
-                self.result.checks += 1
-                change = attacker.rows @ delta
-                moved = np.flatnonzero(np.abs(change) > EPS)
-                target.rows, target.change, target.reach = moved, change[moved], got
-                target.move = Move(np.arange(attacker.n), np.where(np.abs(delta) > EPS, delta, 0.0) * target.level)
+                got, duals = self._check(pattern, target)
                 reach += got
                 # V(y) <= V(y*) + g·(y - y*): g is each row's dual times its bound's slope in y.
                 g[attacker.cells] += np.where(duals > 0, duals * CAPACITY, -duals * attacker.down(target.level))
@@ -475,15 +469,32 @@ class _Model:
         target.rows, target.change, target.reach = kept
         return False
 
+    def _check(self, pattern: np.ndarray, target: _Target) -> tuple[float, np.ndarray]:
+        """The attacker's LP for ``target`` under ``pattern``; its move becomes the target's last
+        one. (The reach, as a share of the level; every row's dual.)"""
+        attacker = self.attacker
+        attacker.set_pattern(pattern, target.level)
+        got, delta, duals = attacker.reach(target.cell, target.sign)
+        self.result.checks += 1
+        change = attacker.rows @ delta
+        moved = np.flatnonzero(np.abs(change) > EPS)
+        target.rows, target.change, target.reach = moved, change[moved], got
+        target.move = Move(np.arange(attacker.n), np.where(np.abs(delta) > EPS, delta, 0.0) * target.level)
+        return got, duals
+
     def moves(self, pattern: np.ndarray) -> dict:
-        """Each target's move under ``pattern`` (the last one found, or found again)."""
+        """Each target's move under ``pattern``, a protecting one: the last one found where it still
+        fits and the requirement's moves that fit reach its level together; otherwise found again.
+        (Checks of another pattern since, such as a trim's cut off by the time limit, leave moves
+        that fit but fall short: the caller publishes the secondaries no move uses.)"""
         out = {}
-        for t in self.targets:
-            if not t.covered(pattern, self.attacker):
-                self.attacker.set_pattern(pattern, t.level)
-                _, delta, _ = self.attacker.reach(t.cell, t.sign)
-                t.move = Move(np.arange(self.attacker.n), np.where(np.abs(delta) > EPS, delta, 0.0) * t.level)
-            out[(t.cell, t.amount)] = t.move
+        for requirement in self.requirements:
+            fits = [t.covered(pattern, self.attacker) for t in requirement]
+            met = sum(t.reach for t, ok in zip(requirement, fits, strict=True) if ok) >= 1.0 - REACH_TOL
+            for t, ok in zip(requirement, fits, strict=True):
+                if not (met and ok):
+                    self._check(pattern, t)
+                out[(t.cell, t.amount)] = t.move
         return out
 
     def integral(self) -> None:
