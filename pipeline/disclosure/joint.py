@@ -483,18 +483,24 @@ class _Model:
         return got, duals
 
     def moves(self, pattern: np.ndarray) -> dict:
-        """Each target's move under ``pattern``, a protecting one: the last one found where it still
-        fits and the requirement's moves that fit reach its level together; otherwise found again.
-        (Checks of another pattern since, such as a trim's cut off by the time limit, leave moves
-        that fit but fall short: the caller publishes the secondaries no move uses.)"""
+        """Moves that protect every primary under ``pattern`` (a protecting one), few cells each:
+        the caller publishes the secondaries no move uses. Per requirement, cube moves over hidden
+        cells where they meet it (``_cube_meets``; under sliding protection one direction may be
+        all it needs, and the other is left out); else the last moves found, where those that still
+        fit reach its level together; else the LP's moves, found again. (Checks of another pattern
+        since, such as a trim's cut off by the time limit, leave moves that fit but fall short.)"""
         out = {}
+        integral = bool(np.all((pattern == 0.0) | (pattern == 1.0)))
         for requirement in self.requirements:
+            cubes = integral and self._cube_meets(pattern, requirement)  # a failed try may leave a shorter move
             fits = [t.covered(pattern, self.attacker) for t in requirement]
-            met = sum(t.reach for t, ok in zip(requirement, fits, strict=True) if ok) >= 1.0 - REACH_TOL
-            for t, ok in zip(requirement, fits, strict=True):
-                if not (met and ok):
+            if not cubes and sum(t.reach for t, ok in zip(requirement, fits, strict=True) if ok) < 1.0 - REACH_TOL:
+                for t in requirement:
                     self._check(pattern, t)
-                out[(t.cell, t.amount)] = t.move
+                fits = [True] * len(requirement)
+            for t, ok in zip(requirement, fits, strict=True):
+                if ok:
+                    out[(t.cell, t.amount)] = t.move
         return out
 
     def integral(self) -> None:

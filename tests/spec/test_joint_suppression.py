@@ -537,7 +537,9 @@ def _short_moves(release, model, pattern) -> list:
     for requirement in model.requirements:
         reach = 0.0
         for t in requirement:
-            move = moves[(t.cell, t.amount)]
+            move = moves.get((t.cell, t.amount))  # under sliding, a direction not needed is left out
+            if move is None:
+                continue
             reach += t.sign * float(x[move.atoms, t.cell].toarray().ravel() @ move.coefficients) / t.level
         if reach < 1 - 1e-6:
             short.append(requirement[0].cell)
