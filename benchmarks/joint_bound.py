@@ -48,7 +48,8 @@ def main() -> None:
                                 weights=np.ones(present.size))
     result = found[2] if found else None
     bound = primaries + (result.bound if result else 0.0)
-    out = {"table": args.scale, "sliding": args.sliding, "model": args.model, "cells": int(present.sum()), "primaries": primaries,
+    out = {"table": args.scale, "sliding": args.sliding, "model": args.model, "cells": int(present.sum()),
+           "primaries": primaries,
            "cube_hidden": int((cube.hidden & present).sum()), "seconds": round(time.perf_counter() - started, 1),
            "lower_bound_cells": int(np.ceil(bound - 1e-6)),
            "lower_bound_share": round(float(np.ceil(bound - 1e-6) / present.sum()), 4),

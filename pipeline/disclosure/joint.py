@@ -378,14 +378,14 @@ class _Model:
         attacker, requirements, n = self.attacker, self.requirements, self.n
         pattern = np.where(pattern < EPS, 0.0, pattern)  # as the attacker sees it (``set_pattern``)
         self.short = []  # targets short of their level by too little for a cut
-        integral = bool(np.all((pattern == 0.0) | (pattern == 1.0)))
+        integral = _integral(pattern)
         cuts = 0
         for _ in range(len(requirements)):
             if most is not None and cuts >= most:
                 break
             requirement = requirements[self.turn]
             self.turn = (self.turn + 1) % len(requirements)
-            if sum(t.reach for t in requirement if t.covered(pattern, attacker)) >= 1.0 - REACH_TOL:
+            if self._stored_meets(pattern, requirement):
                 continue
             if self.out_of_time():
                 raise _OutOfTime
@@ -490,18 +490,21 @@ class _Model:
         fit reach its level together; else the LP's moves, found again. (Checks of another pattern
         since, such as a trim's cut off by the time limit, leave moves that fit but fall short.)"""
         out = {}
-        integral = bool(np.all((pattern == 0.0) | (pattern == 1.0)))
+        integral = _integral(pattern)
         for requirement in self.requirements:
-            cubes = integral and self._cube_meets(pattern, requirement)  # a failed try may leave a shorter move
-            fits = [t.covered(pattern, self.attacker) for t in requirement]
-            if not cubes and sum(t.reach for t, ok in zip(requirement, fits, strict=True) if ok) < 1.0 - REACH_TOL:
-                for t in requirement:
+            # Judged after the cube try, which may leave a shorter stored move when it fails.
+            again = not (integral and self._cube_meets(pattern, requirement)) and \
+                not self._stored_meets(pattern, requirement)
+            for t in requirement:
+                if again:
                     self._check(pattern, t)
-                fits = [True] * len(requirement)
-            for t, ok in zip(requirement, fits, strict=True):
-                if ok:
+                if again or t.covered(pattern, self.attacker):
                     out[(t.cell, t.amount)] = t.move
         return out
+
+    def _stored_meets(self, pattern: np.ndarray, requirement: list[_Target]) -> bool:
+        """Whether the requirement's last moves that still fit ``pattern`` reach its level together."""
+        return sum(t.reach for t in requirement if t.covered(pattern, self.attacker)) >= 1.0 - REACH_TOL
 
     def integral(self) -> None:
         n = self.n
@@ -559,7 +562,6 @@ class _Model:
         finally:
             back = np.union1d(fixed, shut).astype(np.int32)
             master.changeColsBounds(back.size, back, self.lower[back], self.upper[back])
-
 
     def trim(self, hidden: np.ndarray, until: float) -> np.ndarray:
         """``hidden`` (a protecting pattern) with as few of its cells as still protect: dives
@@ -657,13 +659,17 @@ def _search(release: Release, start: np.ndarray | None, time_limit: float, weigh
         trimmed = model.trim(hidden_best, model.deadline)
         result.trimmed = int((hidden_best & model.free).sum() - (trimmed & model.free).sum())
         hidden_best = trimmed
-        result.cost = bar = model.cost(hidden_best)
+        result.cost = model.cost(hidden_best)
     result.seconds = time.perf_counter() - began
     if hidden_best is not None:
         return hidden_best, model.moves(hidden_best.astype(float)), result
     if candidate is not None:  # the master's last pattern: cheap, but not yet protecting
         return candidate, None, result
     return None
+
+
+def _integral(pattern: np.ndarray) -> bool:
+    return bool(np.all((pattern == 0.0) | (pattern == 1.0)))
 
 
 def _solution(hidden: np.ndarray) -> highspy.HighsSolution:
