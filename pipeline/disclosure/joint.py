@@ -71,6 +71,7 @@ ROUND_CUTS = 300  # the LP phase re-solves the master after this many new cuts
 CUT_TOL = 1e-5
 DIVE_FREE_ROUNDS = 3  # a dive's rounds that may re-arrange what it adds (``_Model.dive``)
 TRIM_SHARE = 0.15  # the last share of the time limit trims the best pattern (``_Model.trim``)
+DIVES = True  # ``benchmarks.joint_bound --mip`` turns them off: a bound needs only the master's rounds
 
 
 class _OutOfTime(Exception):
@@ -646,6 +647,8 @@ def _search(release: Release, start: np.ndarray | None, time_limit: float, weigh
             if optimal:  # the cheapest pattern of a relaxation, and it protects: optimal
                 result.optimal = True
                 break
+            continue
+        if not DIVES:
             continue
         dived = model.dive(hidden, model.deadline)
         result.dives += 1

@@ -90,6 +90,39 @@ def test_the_joint_pattern_passes_the_audit_costs_no_more_than_cube_and_its_opti
                     assert not _protects(release, pattern), cells
 
 
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables(), st.sampled_from(["safehaven", "acro"]))
+def test_without_dives_the_masters_bound_is_never_above_a_protecting_patterns_cost(table, profile):
+    """``benchmarks.joint_bound --mip`` turns the dives off and reports the master MIP's proved
+    bound: it must never exceed what a protecting pattern costs (the engine's own, and on tables
+    small enough, every protecting pattern tried one by one), and once its master's pattern
+    protects it is the engine's optimum."""
+    from pipeline.disclosure import joint
+
+    release = apply_primary(table, PROFILES[profile])
+    if not (release.status == PRIMARY).any():
+        return
+    engine = protect_joint(release, time_limit=20)[2]
+    assert engine.protected
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(joint, "DIVES", False)
+        found = protect_joint(apply_primary(table, PROFILES[profile]), time_limit=20)
+    result = found[2]
+    assert result.dives == 0 and 0.0 <= result.bound <= engine.cost + 1e-6
+    if result.optimal and engine.optimal:
+        assert abs(result.cost - engine.cost) < 1e-6
+    free = np.flatnonzero(release.status != PRIMARY)
+    if free.size <= 12:
+        model = _Model(release, None)
+        base = release.status == PRIMARY
+        for k in range(free.size + 1):
+            for cells in combinations(free.tolist(), k):
+                pattern = base.copy()
+                pattern[list(cells)] = True
+                if model.cost(pattern | model.forced) < result.bound - 1e-6:
+                    assert not _protects(release, pattern), cells
+
+
 def test_out_of_time_the_joint_engine_gives_way_to_the_cube_pattern():
     from benchmarks.disclosure_tables import ward_table
 
