@@ -622,11 +622,13 @@ def _search(release: Release, start: np.ndarray | None, time_limit: float, weigh
         pass
     # Phase 2: the master MIP, its pattern checked and cut until one protects. The start pattern
     # (which the caller holds to the audit itself) is the first incumbent and the bar to beat.
-    # Once a pattern of its own protects, the last TRIM_SHARE of the time is kept to trim it.
+    # Once a pattern of its own protects, the last TRIM_SHARE of the time is kept to trim it, and
+    # more when a dive as long as the longest so far could not end before that share begins.
     model.integral()
     hidden_best = candidate = None
     bar = model.cost(start | forced) if start is not None else np.inf
     incumbent = (start | forced) if start is not None else None
+    dive_seconds = 0.0  # the longest dive so far
     while True:
         model.deadline = began + time_limit * (1.0 - (TRIM_SHARE if hidden_best is not None else 0.0))
         if model.out_of_time():
@@ -661,7 +663,11 @@ def _search(release: Release, start: np.ndarray | None, time_limit: float, weigh
             continue
         if not DIVES:
             continue
+        if hidden_best is not None and time.perf_counter() + dive_seconds > model.deadline:
+            break  # a dive as long as the longest so far would be cut off unfinished: trim instead
+        started = time.perf_counter()
         dived = model.dive(hidden, model.deadline)
+        dive_seconds = max(dive_seconds, time.perf_counter() - started)
         result.dives += 1
         if dived is not None and model.cost(dived) < bar - EPS:
             hidden_best, incumbent, bar = dived.copy(), dived.copy(), model.cost(dived)
