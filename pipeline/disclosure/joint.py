@@ -567,6 +567,10 @@ class _Model:
             back = np.union1d(fixed, shut).astype(np.int32)
             master.changeColsBounds(back.size, back, self.lower[back], self.upper[back])
 
+    def _fewer(self, pattern: np.ndarray, than: np.ndarray) -> bool:
+        """Whether ``pattern`` hides fewer cells than ``than`` (cells hidden in every pattern aside)."""
+        return int((pattern & self.free).sum()) < int((than & self.free).sum())
+
     def trim(self, hidden: np.ndarray, until: float) -> np.ndarray:
         """``hidden`` (a protecting pattern) with as few of its cells as still protect: dives
         (``dive``) within its cells, the cheapest subset first, in cells and then in weight,
@@ -580,20 +584,20 @@ class _Model:
         master, every = self.master, np.arange(self.n, dtype=np.int32)
         tie = self.weights / max(float(self.weights.sum()), 1.0)  # below one cell in total
         master.changeColsCost(self.n, every, np.where(self.free, 1.0 + tie, 0.0))
+        nothing, given = np.zeros(self.n, dtype=bool), hidden
         try:
-            for exact in (False, True):
-                while time.perf_counter() < until:
-                    smaller = self.dive(np.zeros(self.n, dtype=bool), until, within=hidden,
-                                        free_rounds=np.inf if exact else DIVE_FREE_ROUNDS)
-                    if smaller is None or (smaller & self.free).sum() >= (hidden & self.free).sum():
-                        break
-                    log.debug("trim%s: %d -> %d cells", " (exact)" if exact else "", (hidden & self.free).sum(),
-                              (smaller & self.free).sum())
-                    hidden = smaller
-                    if exact:  # the fewest cells within the pattern: nothing smaller inside it
-                        break
+            while time.perf_counter() < until:
+                smaller = self.dive(nothing, until, within=hidden)
+                if smaller is None or not self._fewer(smaller, hidden):
+                    break
+                hidden = smaller
+            if time.perf_counter() < until:  # the fewest cells within it: a dive that fixes nothing
+                fewest = self.dive(nothing, until, within=hidden, free_rounds=np.inf)
+                if fewest is not None and self._fewer(fewest, hidden):
+                    hidden = fewest
         finally:
             master.changeColsCost(self.n, every, self.weights)
+        log.debug("trim: %d -> %d cells", (given & self.free).sum(), (hidden & self.free).sum())
         return hidden
 
 
