@@ -34,6 +34,13 @@ def _weight(release, hidden):
     return float(cell_weights(release)[hidden & free].sum())
 
 
+def _wards(n_wards: int, seed: int = 0):
+    """The benchmark's Southend-like table cut to ``n_wards`` wards (one ward: the 600-cell table)."""
+    from benchmarks.disclosure_tables import SOUTHEND, ward_table
+
+    return ward_table(**(SOUTHEND | {"n_wards": n_wards}), seed=seed)
+
+
 def _protects(release, hidden) -> bool:
     """Every primary can move by its levels under ``hidden`` in the joint engine's own model
     (its attacker LP over the whole table)."""
@@ -125,9 +132,7 @@ def test_without_dives_the_masters_bound_is_never_above_a_protecting_patterns_co
 
 
 def test_out_of_time_the_joint_engine_gives_way_to_the_cube_pattern():
-    from benchmarks.disclosure_tables import ward_table
-
-    table = ward_table(n_wards=1, people=10_500, per_authority=None, per_region=None)
+    table = _wards(1)
     release = apply_primary(table, PROFILES["safehaven"])
     assert protect_joint(release, time_limit=0) is None
     cube = protect(apply_primary(table, PROFILES["safehaven"]), "cube")
@@ -223,9 +228,7 @@ def test_on_the_600_cell_table_the_sliding_joint_engine_proves_its_optimum():
     """Found by the engines benchmark: under sliding protection the engine gave way at once ("attacker
     LP ... Infeasible"): the master LP's 1e-10 values became row bounds HiGHS's presolve called
     infeasible. Values below EPS are now zero, and the search ends proved optimal."""
-    from benchmarks.disclosure_tables import ward_table
-
-    table = ward_table(n_wards=1, people=10_500, per_authority=None, per_region=None)
+    table = _wards(1)
     cube = protect(apply_primary(table, SLIDING), "cube")
     release = apply_primary(table, SLIDING)
     found = protect_joint(release, start=cube.hidden.copy(), time_limit=120)
@@ -239,10 +242,9 @@ def test_out_of_time_the_lp_relaxation_rounded_and_repaired_is_tried_too(monkeyp
     """Stopped long before its proof, the engine's LP solution is rounded at each ``ROUNDINGS``
     level and repaired by the cube engine; the cheapest candidate that passes the audit is kept,
     and never one dearer than the cube pattern."""
-    from benchmarks.disclosure_tables import ward_table
     from pipeline.disclosure import secondary
 
-    table = ward_table(n_wards=1, people=10_500, per_authority=None, per_region=None)
+    table = _wards(1)
     repaired = []
     original = secondary._repaired
     monkeypatch.setattr(secondary, "_repaired", lambda *a: repaired.append(a[1].sum()) or original(*a))
@@ -322,9 +324,7 @@ def test_a_cube_move_the_quick_check_accepts_is_one_the_attacker_lp_accepts():
     """The MIP rounds check a 0/1 pattern with the cube engine's search first and solve the
     attacker's LP only where it finds no move (the LP alone took 64 ms a check on the Southend
     table). On the 600-cell table the two agree, and the quick check does most of the work."""
-    from benchmarks.disclosure_tables import ward_table
-
-    table = ward_table(n_wards=1, people=10_500, per_authority=None, per_region=None)
+    table = _wards(1)
     release = apply_primary(table, PROFILES["safehaven"])
     width = release.profile.protection_width
     targets = sum(1 + (protection_levels(int(v), width)[0] > 0) for v in release.values()[release.status == PRIMARY])
@@ -337,9 +337,7 @@ def test_under_sliding_protection_the_quick_check_moves_a_primary_the_whole_widt
     before the requirement's two LPs (its dives on the Southend table took about 45 s against
     15-20 s under split protection without it). On the 600-cell table, under the cube pattern, it
     meets a third of the primaries, only with moves the LP accepts, and those need no LP."""
-    from benchmarks.disclosure_tables import ward_table
-
-    table = ward_table(n_wards=1, people=10_500, per_authority=None, per_region=None)
+    table = _wards(1)
     release = apply_primary(table, SLIDING)
     primaries = int((release.status == PRIMARY).sum())
     met = _quick_check_agrees_with_the_lp(table, "sliding")
@@ -476,9 +474,7 @@ def test_on_the_600_cell_table_a_dive_from_the_first_master_pattern_beats_the_cu
     """The first master pattern fails checks; one dive from it protects every primary and costs
     far less than the cube engine's pattern (it is how the search finds a good protecting pattern
     long before its proof on larger tables, such as the Southend benchmark's)."""
-    from benchmarks.disclosure_tables import ward_table
-
-    table = ward_table(n_wards=1, people=10_500, per_authority=None, per_region=None)
+    table = _wards(1)
     release = apply_primary(table, PROFILES["safehaven"])
     cube = protect(apply_primary(table, PROFILES["safehaven"]), "cube")
     model, first = _first_master_pattern(release)
@@ -511,9 +507,7 @@ def test_on_the_600_cell_table_the_trim_publishes_cells_no_protection_needs():
     """The proven optimum padded with 40 more cells: the trim, from a model that knows only the
     line cuts, finds its way back to a protecting pattern of no more cells than the optimum's
     (the optimum has the fewest cells any protecting pattern has in this model, decision 95)."""
-    from benchmarks.disclosure_tables import ward_table
-
-    table = ward_table(n_wards=1, people=10_500, per_authority=None, per_region=None)
+    table = _wards(1)
     release = apply_primary(table, PROFILES["safehaven"])
     cube = protect(apply_primary(table, PROFILES["safehaven"]), "cube")
     hidden, _, result = protect_joint(release, start=cube.hidden.copy(), time_limit=60)
@@ -589,9 +583,7 @@ def test_the_moves_of_a_protecting_pattern_reach_their_levels_after_checks_of_an
     fallback instead of about 1,960; four wards in 12 s: 624 instead of 592). Here the dive's
     pattern protects, then the master's first pattern (a subset that fails) is checked: the moves
     for the dive's pattern must still each reach its level."""
-    from benchmarks.disclosure_tables import ward_table
-
-    table = ward_table(n_wards=1, people=10_500, per_authority=None, per_region=None)
+    table = _wards(1)
     release = apply_primary(table, PROFILES["safehaven"])
     model, first = _first_master_pattern(release)
     dived = model.dive(first, time.perf_counter() + 60)
@@ -621,9 +613,7 @@ def test_the_trim_ends_with_the_fewest_cells_within_its_pattern():
     restricted to the trimmed pattern's cells and counting cells, can find nothing smaller with
     every cut found so far: a proof, since each cut holds for every protecting pattern. The
     greedy dives alone stopped at 480 cells there; 475 protect."""
-    from benchmarks.disclosure_tables import ward_table
-
-    table = ward_table(n_wards=3, people=10_500, per_authority=None, per_region=None, seed=1)
+    table = _wards(3, seed=1)
     release = apply_primary(table, PROFILES["safehaven"])
     model, first = _first_master_pattern(release)
     dived = model.dive(first, time.perf_counter() + 120)
@@ -648,7 +638,6 @@ def test_a_dive_that_would_end_past_the_trims_share_is_not_started(monkeypatch):
     started and the time goes to the trim instead."""
     import types
 
-    from benchmarks.disclosure_tables import ward_table
     from pipeline.disclosure import joint as joint_module
 
     limit, offset, dives = 120.0, [0.0], []
@@ -664,7 +653,7 @@ def test_a_dive_that_would_end_past_the_trims_share_is_not_started(monkeypatch):
         return found
 
     monkeypatch.setattr(_Model, "dive", dive)
-    table = ward_table(n_wards=3, people=10_500, per_authority=None, per_region=None, seed=0)
+    table = _wards(3, seed=0)
     release = apply_primary(table, PROFILES["safehaven"])
     cube = protect(apply_primary(table, PROFILES["safehaven"]), "cube")
     hidden, _, result = protect_joint(release, start=cube.hidden.copy(), time_limit=limit)
