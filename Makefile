@@ -83,22 +83,25 @@ lint: install  ## ruff
 bench: install  ## benchmarks -> benchmarks/results/
 	$(BIN)/python -m benchmarks.run
 
-# The lock is a function of pyproject.toml and LOCK_CUTOFF alone: uv ignores releases uploaded after
-# the cutoff and any pins already in the file, so `make lock` re-creates the committed lock whatever
-# the index holds by then. To take newer releases, move the cutoff and re-run the tests.
+# The lock is resolved from pyproject.toml as of LOCK_CUTOFF: uv ignores releases uploaded after the
+# cutoff and (`--upgrade`) any pins already in the file. To take newer releases, move the cutoff and
+# re-run the tests. `make lock LOCK_UPGRADE=` keeps the pins in the output files where they still
+# resolve (the lock test's check: the committed locks are what uv keeps, whatever the index has gained).
 LOCK_CUTOFF := 2026-11-24T00:00:00Z
 UV_VERSION  := 0.13.9
 LOCK_VENV   := /tmp/safehaven-uv-$(UV_VERSION)
 UV          ?= $(LOCK_VENV)/bin/uv
 LOCK_OUT    ?= requirements.lock
+TOOLS_LOCK_OUT ?= $(TOOLS_LOCK)
+LOCK_UPGRADE ?= --upgrade
 
 lock: $(UV)  ## re-resolve requirements.lock from pyproject.toml as of LOCK_CUTOFF (needs network)
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-	  --generate-hashes --exclude-newer $(LOCK_CUTOFF) --upgrade --custom-compile-command "make lock" \
+	  --generate-hashes --exclude-newer $(LOCK_CUTOFF) $(LOCK_UPGRADE) --custom-compile-command "make lock" \
 	  --quiet -o $(LOCK_OUT)
 	$(UV) pip compile tools/datacontract/requirements.in --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-	  --generate-hashes --exclude-newer $(LOCK_CUTOFF) --upgrade --custom-compile-command "make lock" \
-	  --quiet -o $(TOOLS_LOCK)
+	  --generate-hashes --exclude-newer $(LOCK_CUTOFF) $(LOCK_UPGRADE) --custom-compile-command "make lock" \
+	  --quiet -o $(TOOLS_LOCK_OUT)
 
 $(LOCK_VENV)/bin/uv:
 	$(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION)
