@@ -1,7 +1,7 @@
 """The committed locks are a resolution of pyproject.toml (and the datacontract tool's
 requirements) as of the Makefile's LOCK_CUTOFF: `make lock LOCK_UPGRADE=` over copies of them
 keeps every pin and hash. That holds whatever the index gains later, even releases dated before
-the cutoff (a full re-resolve, `make lock`, would then pick those up: it failed twice that way on
+the cutoff (a full re-resolve, `make lock`, picks those up: the old test failed three times that way on
 a fresh clone with no change here). A pin that is missing, newer than the cutoff or not what
 pyproject.toml asks for, or a hash the index does not have, changes the output. Needs the
 package index, as `make install` does."""
